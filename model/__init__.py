@@ -1,0 +1,1 @@
+"""Data loading, training and the artifact contract of the Iris classifier."""
