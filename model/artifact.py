@@ -1,0 +1,276 @@
+"""The model artifact contract: a directory holding exactly model.joblib and metadata.json.
+
+The metadata records what the model was trained on and with which libraries. `load`
+refuses an artifact whose libraries differ from the running ones before it unpickles
+anything: a scikit-learn pickle loaded under another scikit-learn can fail deep inside
+the estimator (a `KeyError` on the first request, a crash-looping pod) or, worse, load
+and predict differently. The only fix is to retrain in the serving environment, which
+the message says.
+
+Only load artifacts you built: unpickling runs code from the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import sklearn
+
+from model.data import CLASS_NAMES, FEATURE_NAMES
+
+__all__ = [
+    "CLASS_NAMES",
+    "FEATURE_NAMES",
+    "METADATA_FILE",
+    "MODEL_FILE",
+    "SCHEMA_VERSION",
+    "Artifact",
+    "ArtifactError",
+    "Metadata",
+    "load",
+    "runtime_versions",
+    "save",
+]
+
+MODEL_FILE = "model.joblib"
+METADATA_FILE = "metadata.json"
+SCHEMA_VERSION = 1
+
+RETRAIN_HINT = "retrain with `make train` in this environment"
+
+# Libraries whose versions must match exactly. scikit-learn pickles its private
+# attributes, which change between releases; numpy's array pickles and joblib's
+# container format follow their own versions. The lock pins all three and the
+# image trains and serves from one environment, so any difference means the
+# artifact was built somewhere else.
+EXACT_LIBRARIES = ("scikit-learn", "numpy", "joblib")
+
+
+class ArtifactError(Exception):
+    """The artifact cannot be served; the message says what is wrong and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """Everything recorded about a trained model, stored as metadata.json."""
+
+    schema_version: int
+    model_version: str
+    trained_at: str
+    data_path: str
+    data_sha256: str
+    feature_names: list[str]
+    class_names: list[str]
+    estimator: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    versions: dict[str, str]
+    model_sha256: str
+    # Rows with the probabilities the model gave at training time; `load` checks that
+    # the loaded model still gives them.
+    reference_predictions: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metadata as a JSON-serialisable dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A loaded, verified model."""
+
+    estimator: Any
+    metadata: Metadata
+    path: Path
+
+
+def runtime_versions() -> dict[str, str]:
+    """Versions of Python and the model libraries in this process."""
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "joblib": joblib.__version__,
+    }
+
+
+def model_version(
+    data_sha256: str, estimator: str, params: dict[str, Any], versions: dict[str, str]
+) -> str:
+    """A short content hash: same data, estimator, parameters and libraries, same version."""
+    blob = json.dumps(
+        {"data": data_sha256, "estimator": estimator, "params": params, "versions": versions},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def save(directory: Path, estimator: Any, metadata: Metadata) -> None:
+    """Write an artifact to `directory`, replacing any previous one only once it is complete.
+
+    `metadata.model_sha256` is filled in here from the written model file.
+    """
+    directory = directory.resolve()
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        joblib.dump(estimator, staging / MODEL_FILE)
+        digest = hashlib.sha256((staging / MODEL_FILE).read_bytes()).hexdigest()
+        final = Metadata(**{**metadata.to_dict(), "model_sha256": digest})
+        (staging / METADATA_FILE).write_text(
+            json.dumps(final.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+        if directory.exists():
+            shutil.rmtree(directory)
+        staging.replace(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def load(directory: Path) -> Artifact:
+    """Load and verify an artifact; raise ArtifactError naming the problem and the fix.
+
+    Checks, in order: the directory holds exactly model.joblib and metadata.json; the
+    metadata follows the schema; Python (major.minor), scikit-learn, numpy and joblib
+    equal the running versions; feature and class names are the ones the service
+    expects; model.joblib has the recorded sha256 (so a truncated or corrupted file is
+    caught before unpickling); the model unpickles into a fitted classifier of the
+    expected shape; and it reproduces the reference predictions recorded at training.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ArtifactError(f"model artifact {directory} does not exist; {RETRAIN_HINT}")
+
+    present = sorted(entry.name for entry in directory.iterdir())
+    expected = sorted((MODEL_FILE, METADATA_FILE))
+    if present != expected:
+        missing = sorted(set(expected) - set(present))
+        extra = sorted(set(present) - set(expected))
+        details = []
+        if missing:
+            details.append(f"missing {', '.join(missing)}")
+        if extra:
+            details.append(f"unexpected {', '.join(extra)}")
+        raise ArtifactError(
+            f"model artifact {directory} must hold exactly {MODEL_FILE} and {METADATA_FILE} "
+            f"({'; '.join(details)}); {RETRAIN_HINT}"
+        )
+
+    metadata = _read_metadata(directory / METADATA_FILE)
+    _check_versions(directory, metadata)
+    _check_names(directory, metadata)
+
+    model_path = directory / MODEL_FILE
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    if digest != metadata.model_sha256:
+        raise ArtifactError(
+            f"{model_path} is corrupted or truncated (sha256 {digest[:12]}..., metadata records "
+            f"{metadata.model_sha256[:12]}...); {RETRAIN_HINT}"
+        )
+    try:
+        estimator = joblib.load(model_path)
+    except Exception as exc:  # any unpickling failure means the same thing to the caller
+        raise ArtifactError(
+            f"{model_path} cannot be unpickled ({type(exc).__name__}: {exc}); {RETRAIN_HINT}"
+        ) from exc
+
+    _check_estimator(model_path, estimator, metadata)
+    return Artifact(estimator=estimator, metadata=metadata, path=directory)
+
+
+def _read_metadata(path: Path) -> Metadata:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({exc}); {RETRAIN_HINT}") from None
+    if not isinstance(raw, dict):
+        raise ArtifactError(f"{path} must hold a JSON object; {RETRAIN_HINT}")
+    if raw.get("schema_version") != SCHEMA_VERSION:
+        raise ArtifactError(
+            f"{path} has schema_version {raw.get('schema_version')!r}, this code reads "
+            f"{SCHEMA_VERSION}; {RETRAIN_HINT}"
+        )
+    types: dict[str, type | tuple[type, ...]] = {
+        "model_version": str,
+        "trained_at": str,
+        "data_path": str,
+        "data_sha256": str,
+        "feature_names": list,
+        "class_names": list,
+        "estimator": str,
+        "params": dict,
+        "metrics": dict,
+        "versions": dict,
+        "model_sha256": str,
+        "reference_predictions": list,
+    }
+    for key, kind in types.items():
+        if key not in raw:
+            raise ArtifactError(f"{path} lacks the field {key!r}; {RETRAIN_HINT}")
+        if not isinstance(raw[key], kind):
+            raise ArtifactError(f"{path}: field {key!r} has the wrong type; {RETRAIN_HINT}")
+    unknown = sorted(set(raw) - set(types) - {"schema_version"})
+    if unknown:
+        raise ArtifactError(f"{path} has unknown field(s) {', '.join(unknown)}; {RETRAIN_HINT}")
+    return Metadata(**raw)
+
+
+def _check_versions(directory: Path, metadata: Metadata) -> None:
+    running = runtime_versions()
+    for library in EXACT_LIBRARIES:
+        recorded = metadata.versions.get(library)
+        if recorded != running[library]:
+            raise ArtifactError(
+                f"model artifact {directory} was trained with {library} {recorded}, but this "
+                f"environment runs {library} {running[library]}; {RETRAIN_HINT}"
+            )
+    recorded_python = str(metadata.versions.get("python", ""))
+    if recorded_python.split(".")[:2] != running["python"].split(".")[:2]:
+        raise ArtifactError(
+            f"model artifact {directory} was trained with Python {recorded_python}, but this "
+            f"environment runs Python {running['python']}; {RETRAIN_HINT}"
+        )
+
+
+def _check_names(directory: Path, metadata: Metadata) -> None:
+    if tuple(metadata.feature_names) != FEATURE_NAMES:
+        raise ArtifactError(
+            f"model artifact {directory} expects features {metadata.feature_names}, the service "
+            f"sends {list(FEATURE_NAMES)}; {RETRAIN_HINT}"
+        )
+    if tuple(metadata.class_names) != CLASS_NAMES:
+        raise ArtifactError(
+            f"model artifact {directory} predicts classes {metadata.class_names}, the service "
+            f"expects {list(CLASS_NAMES)}; {RETRAIN_HINT}"
+        )
+
+
+def _check_estimator(path: Path, estimator: Any, metadata: Metadata) -> None:
+    if not hasattr(estimator, "predict_proba") or not hasattr(estimator, "classes_"):
+        raise ArtifactError(f"{path} does not hold a fitted classifier; {RETRAIN_HINT}")
+    if getattr(estimator, "n_features_in_", None) != len(FEATURE_NAMES):
+        raise ArtifactError(
+            f"{path} was fitted on {getattr(estimator, 'n_features_in_', '?')} features, "
+            f"expected {len(FEATURE_NAMES)}; {RETRAIN_HINT}"
+        )
+    if [int(c) for c in estimator.classes_] != list(range(len(CLASS_NAMES))):
+        raise ArtifactError(f"{path} has classes {list(estimator.classes_)}; {RETRAIN_HINT}")
+    if not metadata.reference_predictions:
+        return
+    rows = np.asarray([ref["features"] for ref in metadata.reference_predictions], dtype=np.float64)
+    expected = np.asarray([ref["probabilities"] for ref in metadata.reference_predictions])
+    actual = estimator.predict_proba(rows)
+    if actual.shape != expected.shape or not np.allclose(actual, expected, rtol=0, atol=1e-9):
+        raise ArtifactError(
+            f"{path} no longer reproduces the predictions recorded at training time; {RETRAIN_HINT}"
+        )
