@@ -1,0 +1,5 @@
+"""Entry point for `python -m gitops`."""
+
+from gitops.cli import main
+
+raise SystemExit(main())

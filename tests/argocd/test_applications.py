@@ -1,0 +1,210 @@
+"""The Applications point at real overlays, and the AppProject allows exactly what they render."""
+
+from __future__ import annotations
+
+import fnmatch
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.argocd.support import Manifest, group_of
+
+pytestmark = pytest.mark.integration  # renders the overlays with real kustomize
+
+IN_CLUSTER = "https://kubernetes.default.svc"
+REPO_PLACEHOLDER = "https://github.com/your-org/iris-gitops.git"
+FINALIZER = "resources-finalizer.argocd.argoproj.io"
+# Not in Git, but the UI's resource tree only reaches the pods through them.
+TREE_KINDS = {("apps", "ReplicaSet"), ("", "Pod")}
+
+
+def test_each_environment_has_one_application_on_its_overlay(
+    repo_root: Path, environment_apps: dict[str, Manifest]
+) -> None:
+    overlays = sorted(p.name for p in (repo_root / "deploy" / "overlays").iterdir() if p.is_dir())
+    assert sorted(environment_apps) == [f"iris-{env}" for env in overlays]
+    for name, app in environment_apps.items():
+        env = name.removeprefix("iris-")
+        source = app.doc["spec"]["source"]
+        assert source["path"] == f"deploy/overlays/{env}"
+        assert (repo_root / source["path"] / "kustomization.yaml").is_file()
+        assert source["targetRevision"] == "main"
+
+
+def test_each_application_path_renders_a_deployment(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    for name, objects in rendered.items():
+        kinds = {obj["kind"] for obj in objects}
+        assert "Deployment" in kinds, f"{name} renders {sorted(kinds)}"
+
+
+def test_destinations_equal_the_overlay_namespaces(
+    repo_root: Path,
+    environment_apps: dict[str, Manifest],
+    rendered: dict[str, list[dict[str, Any]]],
+    project: Manifest,
+) -> None:
+    for name, app in environment_apps.items():
+        destination = app.doc["spec"]["destination"]
+        assert destination["server"] == IN_CLUSTER
+        overlay = yaml.safe_load(
+            (repo_root / app.doc["spec"]["source"]["path"] / "kustomization.yaml").read_text()
+        )
+        assert destination["namespace"] == overlay["namespace"], name
+        namespaces = {
+            obj["metadata"]["namespace"] for obj in rendered[name] if "namespace" in obj["metadata"]
+        }
+        assert namespaces == {destination["namespace"]}, name
+    allowed = {(d["server"], d["namespace"]) for d in project.doc["spec"]["destinations"]}
+    used = {
+        (app.doc["spec"]["destination"]["server"], app.doc["spec"]["destination"]["namespace"])
+        for app in environment_apps.values()
+    }
+    assert allowed == used
+
+
+def _allowed(entries: list[dict[str, str]], group: str, kind: str, name: str = "") -> bool:
+    return any(
+        entry["group"] == group
+        and entry["kind"] == kind
+        and fnmatch.fnmatchcase(name, entry.get("name") or "*")
+        for entry in entries
+    )
+
+
+def test_every_rendered_kind_is_allowed_by_the_project_and_nothing_more(
+    rendered: dict[str, list[dict[str, Any]]],
+    environment_apps: dict[str, Manifest],
+    project: Manifest,
+) -> None:
+    spec = project.doc["spec"]
+    namespaced_rules = spec["namespaceResourceWhitelist"]
+    cluster_rules = spec.get("clusterResourceWhitelist", [])
+    namespaced: set[tuple[str, str]] = set()
+    for name, objects in rendered.items():
+        for obj in objects:
+            group, kind = group_of(obj["apiVersion"]), obj["kind"]
+            # The overlays set a namespace, so kustomize leaves it off only cluster-scoped kinds.
+            if "namespace" in obj["metadata"]:
+                namespaced.add((group, kind))
+                assert _allowed(namespaced_rules, group, kind), f"{name}: {group}/{kind} denied"
+            else:
+                assert _allowed(cluster_rules, group, kind, obj["metadata"]["name"]), (
+                    f"{name}: cluster-scoped {group}/{kind} {obj['metadata']['name']} denied"
+                )
+    # Least privilege the other way round: no kind is allowed that nothing needs.
+    listed = {(entry["group"], entry["kind"]) for entry in namespaced_rules}
+    assert listed == namespaced | TREE_KINDS
+    # CreateNamespace=true goes through the project: exactly the destination namespaces.
+    creates = {
+        app.doc["spec"]["destination"]["namespace"]
+        for app in environment_apps.values()
+        if "CreateNamespace=true" in app.doc["spec"]["syncPolicy"]["syncOptions"]
+    }
+    assert {(e["group"], e["kind"], e.get("name")) for e in cluster_rules} == {
+        ("", "Namespace", ns) for ns in creates
+    }
+
+
+def test_every_application_uses_the_project_and_its_one_source_repository(
+    applications: dict[str, Manifest], environment_apps: dict[str, Manifest], project: Manifest
+) -> None:
+    assert project.doc["spec"]["sourceRepos"] == [REPO_PLACEHOLDER]
+    for app in applications.values():
+        assert app.doc["spec"]["source"]["repoURL"] == REPO_PLACEHOLDER
+    for app in environment_apps.values():
+        assert app.doc["spec"]["project"] == project.name
+
+
+@pytest.mark.parametrize("name", ["iris-staging", "iris-production"])
+def test_environment_sync_policy_is_automated_and_safe(
+    name: str, environment_apps: dict[str, Manifest]
+) -> None:
+    doc = environment_apps[name].doc
+    assert FINALIZER in doc["metadata"]["finalizers"]
+    policy = doc["spec"]["syncPolicy"]
+    assert policy["automated"] == {"prune": True, "selfHeal": True}
+    assert set(policy["syncOptions"]) == {
+        "CreateNamespace=true",
+        "PruneLast=true",
+        "ServerSideApply=true",
+        "RespectIgnoreDifferences=true",
+    }
+    retry = policy["retry"]
+    assert retry["limit"] >= 1
+    assert set(retry["backoff"]) == {"duration", "factor", "maxDuration"}
+    # The only difference ignored is the replica count the HPA owns.
+    assert doc["spec"]["ignoreDifferences"] == [
+        {
+            "group": "apps",
+            "kind": "Deployment",
+            "name": "iris-api",
+            "jsonPointers": ["/spec/replicas"],
+        }
+    ]
+
+
+def test_ignored_replicas_belong_to_a_deployment_scaled_by_an_hpa(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    for name, objects in rendered.items():
+        hpas = [o for o in objects if o["kind"] == "HorizontalPodAutoscaler"]
+        assert [h["spec"]["scaleTargetRef"]["name"] for h in hpas] == ["iris-api"], name
+
+
+def test_project_finalizer_orphan_warning_and_sync_wave(project: Manifest) -> None:
+    assert FINALIZER in project.doc["metadata"]["finalizers"]
+    assert project.doc["spec"]["orphanedResources"] == {"warn": True}
+    # Created before the Applications that name it when the root syncs both.
+    wave = int(project.doc["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])
+    assert wave < 0
+
+
+def test_root_application_manages_every_other_argocd_manifest(
+    repo_root: Path, applications: dict[str, Manifest], manifests: list[Manifest]
+) -> None:
+    root = applications["iris-root"]
+    spec = root.doc["spec"]
+    assert root.relpath == "argocd/root.yaml"
+    assert spec["destination"] == {"server": IN_CLUSTER, "namespace": "argocd"}
+    base = repo_root / spec["source"]["path"]
+    directory = spec["source"]["directory"]
+    assert directory["recurse"] is True
+    exclude = directory["exclude"]
+    # Argo CD matches the pattern against paths relative to the source path; a plain
+    # pattern (no braces) means the same to fnmatch.
+    assert not set("{}") & set(exclude)
+    managed = {
+        path.relative_to(repo_root).as_posix()
+        for path in base.rglob("*")
+        if path.suffix in {".yaml", ".yml", ".json"}
+        and not fnmatch.fnmatchcase(path.relative_to(base).as_posix(), exclude)
+    }
+    others = {m.relpath for m in manifests if m.relpath != root.relpath}
+    assert managed == others
+    for manifest in manifests:
+        assert manifest.doc["metadata"]["namespace"] == "argocd", manifest.relpath
+        assert manifest.kind in {"Application", "AppProject"}
+
+
+def test_yamllint_is_clean(repo_root: Path) -> None:
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "yamllint"),
+            "--strict",
+            "--format",
+            "parsable",
+            "argocd",
+        ],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,118 @@
+"""Real git repositories in temporary directories, holding a copy of the project's deploy/."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUMP_SCRIPT = REPO_ROOT / "scripts" / "release" / "bump-staging.sh"
+HOST = "europe-west1-docker.pkg.dev/iris-demo-123/iris/iris-api"
+IDENTITY = ("-c", "user.name=Test Developer", "-c", "user.email=dev@example.com")
+
+
+def ref(n: int) -> str:
+    """A distinct, valid image reference per number, like the ones a release pushes."""
+    digest = hashlib.sha256(f"image {n}".encode()).hexdigest()
+    commit = hashlib.sha1(f"commit {n}".encode(), usedforsecurity=False).hexdigest()[:7]
+    return f"{HOST}:sha-{commit}@sha256:{digest}"
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git as a developer would; fail the test with git's stderr if it fails."""
+    proc = subprocess.run(
+        ["git", *IDENTITY, *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr}"
+    return proc.stdout.strip()
+
+
+def init_repo(path: Path) -> Path:
+    """A new repository on branch main whose first commit holds the project's deploy/."""
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    shutil.copytree(REPO_ROOT / "deploy", path / "deploy")
+    git(path, "add", "deploy")
+    git(path, "commit", "-q", "-m", "Add the deploy manifests")
+    return path
+
+
+def init_origin(tmp_path: Path) -> Path:
+    """A bare "origin" seeded with the project's deploy/ on main."""
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    seed = init_repo(tmp_path / "seed")
+    git(seed, "push", "-q", str(origin), "main")
+    return origin
+
+
+def clone(origin: Path, path: Path) -> Path:
+    git(origin.parent, "clone", "-q", str(origin), str(path))
+    return path
+
+
+def overlay(repo: Path, env: str) -> Path:
+    return repo / "deploy" / "overlays" / env / "kustomization.yaml"
+
+
+def deployed_image(repo: Path, env: str) -> str:
+    """The image the rendered Deployment runs, straight from kustomize."""
+    proc = subprocess.run(
+        ["kubectl", "kustomize", str(repo / "deploy" / "overlays" / env)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (deployment,) = [d for d in yaml.safe_load_all(proc.stdout) if d and d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return str(container["image"])
+
+
+def gitops(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m gitops` as the workflows run it, from the repository's root."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "gitops", *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def bump_env(**extra: str) -> dict[str, str]:
+    """The release job's environment: the venv's Python, no sleeping between retries."""
+    return {**os.environ, "PYTHON": sys.executable, "GITOPS_RETRY_DELAY": "0", **extra}
+
+
+def bump(repo: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the release job's bump script in `repo`, exactly as the workflow does."""
+    return subprocess.run(
+        [str(BUMP_SCRIPT), *args],
+        cwd=repo,
+        env=bump_env(**env),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def start_bump(repo: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+    """The same, started in the background to race other bumps."""
+    return subprocess.Popen(
+        [str(BUMP_SCRIPT), *args],
+        cwd=repo,
+        env=bump_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
