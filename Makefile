@@ -61,6 +61,68 @@ data: $(VENV)/.runtime ## regenerate data/v1 and data/v2 from the copy scikit-le
 serve: $(MODEL_DIR)/metadata.json ## serve the model on 127.0.0.1:8000 (gunicorn + uvicorn workers)
 	IRIS_MODEL_DIR=$(MODEL_DIR) $(PY) -m service
 
+# --- deploy --------------------------------------------------------------------------------
+
+KUSTOMIZE ?= kubectl kustomize
+OVERLAYS := staging production
+
+# Renders into a temporary directory first, so a failed render leaves the old files as they were.
+.PHONY: manifests
+manifests: ## render each overlay to build/manifests/<env>.yaml, to read and diff
+	@tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
+	for env in $(OVERLAYS); do $(KUSTOMIZE) deploy/overlays/$$env > "$$tmp/$$env.yaml"; done; \
+	mkdir -p build/manifests; \
+	for env in $(OVERLAYS); do mv "$$tmp/$$env.yaml" build/manifests/$$env.yaml; echo "build/manifests/$$env.yaml"; done
+
+.PHONY: status
+status: $(VENV)/.dev ## which image each environment runs, and the commit that set it
+	$(PY) -m gitops status
+
+# --- clusters (docs/delivery.md) -----------------------------------------------------------
+
+# Options go through the environment or ARGS, e.g.
+#   make gke-bootstrap GCP_PROJECT_ID=my-project GITHUB_OWNER=me ARGS=--dry-run
+.PHONY: gke-bootstrap gke-teardown
+gke-bootstrap: ## create the GKE cluster, registry, Workload Identity and Argo CD (ARGS=--dry-run to print)
+	scripts/gke-bootstrap.sh $(ARGS)
+gke-teardown: ## delete what gke-bootstrap created (ARGS=--dry-run to print)
+	scripts/gke-teardown.sh $(ARGS)
+
+.PHONY: kind-up kind-loop kind-down
+kind-up: $(VENV)/.dev ## local kind cluster + Argo CD deploying this commit through GitOps
+	scripts/kind/up.sh
+kind-loop: $(VENV)/.dev ## on the kind cluster: bump staging in git, roll out, git revert, roll back
+	scripts/kind/loop.sh
+kind-down: ## delete the kind cluster, its registry and work clone
+	scripts/kind/down.sh
+
+# --- performance and reliability (docs/performance.md, docs/reliability.md) ----------------
+
+BENCH_VENV ?= .venv-bench
+
+# MLServer pins its own FastAPI, so it gets a venv of its own, never .venv.
+$(BENCH_VENV)/.installed: requirements/bench.lock
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip --disable-pip-version-check --require-virtualenv \
+		install --quiet --no-deps -r requirements/bench.lock
+	$(BENCH_VENV)/bin/python -m pip --disable-pip-version-check check
+	touch $@
+
+.PHONY: wrk
+wrk:
+	@command -v wrk >/dev/null || { \
+		echo "wrk is missing: installing it with 'apt-get install -y wrk'"; \
+		if [ "$$(id -u)" -ne 0 ]; then echo "not root: run 'sudo apt-get install -y wrk' yourself" >&2; exit 2; fi; \
+		apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }; }
+
+.PHONY: bench
+bench: $(VENV)/.runtime $(MODEL_DIR)/metadata.json $(BENCH_VENV)/.installed wrk ## service vs raw ASGI, tutorial/tidy FastAPI, MLServer (BENCH_* knobs: docs/performance.md)
+	IRIS_MODEL_DIR=$(MODEL_DIR) $(PY) -m bench
+
+.PHONY: reliability
+reliability: $(VENV)/.dev $(MODEL_DIR)/metadata.json ## load, shutdown, crash, bad-artifact, hostile-input and GitOps scenarios (~6 min)
+	IRIS_MODEL_DIR=$(MODEL_DIR) $(PY) -m reliability
+
 # --- quality -------------------------------------------------------------------------------
 
 .PHONY: test

@@ -1,0 +1,210 @@
+"""The rendered overlays and the Dockerfile pass the real validators and scanners.
+
+kubernetes-validate checks every object strictly against the schema of the
+Kubernetes version we target; checkov (kustomize, kubernetes, dockerfile) must
+report zero failed checks; yamllint and hadolint must be silent.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.support import OVERLAYS, Render, clean_env, venv_tool
+
+# The GKE minor version the manifests target.
+KUBERNETES_VERSION = "1.34.0"
+
+pytestmark = pytest.mark.xdist_group("deploy-scanners")
+
+
+def kubernetes_validate(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(venv_tool("kubernetes-validate")), "--strict", "-k", KUBERNETES_VERSION, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_rendered_overlay_is_valid_for_the_target_kubernetes_version(rendered: Render) -> None:
+    result = kubernetes_validate(rendered.path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # One "passed" line per object: nothing was skipped as an unknown kind.
+    passed = re.findall(r"passed for resource (\S+)", result.stdout + result.stderr)
+    assert len(passed) == len(rendered.documents), result.stdout + result.stderr
+
+
+def test_kubernetes_validate_rejects_a_field_the_schema_does_not_know(
+    renders: dict[str, Render], tmp_path: Path
+) -> None:
+    # Proves --strict is in force: the same Deployment with one misspelt field fails.
+    deployment = renders["staging"].one("Deployment")
+    broken = {**deployment, "spec": {**deployment["spec"], "replica": 2}}
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(broken))
+    result = kubernetes_validate(path)
+    assert result.returncode != 0
+    assert "replica" in result.stdout + result.stderr
+
+
+def failed(report: dict[str, Any]) -> list[str]:
+    return [
+        f"{check['check_id']} {check['resource']}: {check['check_name']}"
+        for check in report["results"]["failed_checks"]
+    ]
+
+
+@pytest.mark.parametrize("framework", ["kustomize", "kubernetes", "dockerfile"])
+def test_checkov_reports_no_failed_check(
+    checkov_reports: dict[str, dict[str, Any]], framework: str
+) -> None:
+    report = checkov_reports[framework]
+    assert failed(report) == []
+    assert report["summary"]["parsing_errors"] == 0
+    assert report["summary"]["passed"] > 0
+
+
+@pytest.mark.parametrize("framework", ["kustomize", "kubernetes"])
+def test_checkov_scanned_the_deployment_of_every_overlay(
+    checkov_reports: dict[str, dict[str, Any]], framework: str
+) -> None:
+    # checkov silently drops an overlay it cannot build; zero failures means
+    # nothing unless each overlay's Deployment was actually checked.
+    passed_checks = checkov_reports[framework]["results"]["passed_checks"]
+    resources = {check["resource"] for check in passed_checks}
+    for overlay in OVERLAYS:
+        namespace = f"iris-{overlay}"
+        assert any(f"Deployment.{namespace}.iris-api" in r for r in resources), (
+            f"checkov ({framework}) checked no Deployment in {namespace}: {sorted(resources)}"
+        )
+
+
+def test_checkov_checked_the_runtime_user_and_healthcheck_of_the_dockerfile(
+    checkov_reports: dict[str, dict[str, Any]],
+) -> None:
+    passed_checks = checkov_reports["dockerfile"]["results"]["passed_checks"]
+    passed = {check["check_id"] for check in passed_checks}
+    # Non-root last USER, a created user, a HEALTHCHECK, a pinned base tag.
+    assert {"CKV_DOCKER_8", "CKV_DOCKER_3", "CKV_DOCKER_2", "CKV_DOCKER_7"} <= passed
+
+
+def comment_above(lines: list[str], index: int) -> str:
+    """The comment text on the line before `index`, or "" when that line is not a comment."""
+    above = lines[index - 1].strip() if index > 0 else ""
+    return above.removeprefix("#").strip() if above.startswith("#") else ""
+
+
+def test_every_checkov_skip_carries_its_reason(repo_root: Path) -> None:
+    text = (repo_root / ".checkov.yaml").read_text()
+    config = yaml.safe_load(text)
+    lines = text.splitlines()
+    for key in ("skip-check", "skip-path"):
+        for entry in config.get(key) or []:
+            index = next(i for i, line in enumerate(lines) if line.strip() == f"- {entry}")
+            reason = comment_above(lines, index)
+            assert len(reason) > 10, f".checkov.yaml: {key} {entry!r} needs a reason above it"
+
+
+def test_no_checkov_skip_annotation_hides_in_the_manifests(deploy_dir: Path) -> None:
+    # Skips live in .checkov.yaml with a reason, not scattered as annotations.
+    for path in deploy_dir.rglob("*.yaml"):
+        assert "checkov.io/skip" not in path.read_text(), path
+
+
+def test_yamllint_is_clean(repo_root: Path) -> None:
+    result = subprocess.run(
+        [
+            str(venv_tool("yamllint")),
+            "--strict",
+            "--format",
+            "parsable",
+            "deploy",
+            ".checkov.yaml",
+            ".yamllint.yaml",
+        ],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_is_clean(repo_root: Path) -> None:
+    # hadolint exits 1 on any finding, info level included.
+    result = subprocess.run(
+        [str(venv_tool("hadolint")), "--no-color", "Dockerfile"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_ignores_carry_their_reason(repo_root: Path) -> None:
+    lines = (repo_root / "Dockerfile").read_text().splitlines()
+    for index, line in enumerate(lines):
+        if "hadolint ignore" in line:
+            reason = comment_above(lines, index)
+            assert len(reason) > 10, f"Dockerfile line {index + 1}: say why above the ignore"
+            assert "hadolint" not in reason, f"Dockerfile line {index + 1}: say why, not what"
+
+
+@pytest.mark.integration
+def test_make_manifests_writes_each_rendered_overlay(
+    repo_root: Path, renders: dict[str, Render], tmp_path: Path
+) -> None:
+    if shutil.which("make") is None:
+        pytest.fail("make is not on PATH")
+    # A copy of the repository's Makefile and deploy/, so the real build/ is left alone.
+    shutil.copy2(repo_root / "Makefile", tmp_path / "Makefile")
+    shutil.copytree(repo_root / "deploy", tmp_path / "deploy")
+    result = subprocess.run(
+        ["make", "--no-print-directory", "manifests"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=clean_env(TMPDIR=str(tmp_path)),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for overlay in OVERLAYS:
+        written = tmp_path / "build" / "manifests" / f"{overlay}.yaml"
+        assert written.read_text() == renders[overlay].path.read_text()
+
+
+@pytest.mark.integration
+def test_make_manifests_leaves_the_old_files_when_an_overlay_fails_to_render(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    shutil.copy2(repo_root / "Makefile", tmp_path / "Makefile")
+    shutil.copytree(repo_root / "deploy", tmp_path / "deploy")
+    out = tmp_path / "build" / "manifests"
+    out.mkdir(parents=True)
+    (out / "staging.yaml").write_text("previous\n")
+    broken = tmp_path / "deploy" / "overlays" / "production" / "kustomization.yaml"
+    broken.write_text(broken.read_text().replace("../../base", "../../no-such-base"))
+    result = subprocess.run(
+        ["make", "--no-print-directory", "manifests"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=clean_env(TMPDIR=str(tmp_path)),
+    )
+    assert result.returncode != 0
+    assert (out / "staging.yaml").read_text() == "previous\n"
+    assert not (out / "production.yaml").exists()
