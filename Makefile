@@ -134,7 +134,10 @@ lint: $(VENV)/.dev ## ruff, mypy and the manifest/workflow linters
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q tests/lint
+	$(VENV)/bin/yamllint --strict .
+	$(VENV)/bin/hadolint --no-color Dockerfile
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/actionlint
+	$(VENV)/bin/shellcheck scripts/*.sh scripts/*/*.sh .ci/run
 
 .PHONY: clean
 clean: ## remove the venv, artifacts and caches

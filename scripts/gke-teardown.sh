@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Removes what scripts/gke-bootstrap.sh created, in reverse order.
+#
+#   scripts/gke-teardown.sh --project my-project --github-owner my-org --dry-run
+#   scripts/gke-teardown.sh --project my-project --github-owner my-org --yes
+#
+# The Argo CD applications are deleted first and waited for, so the production
+# LoadBalancer's forwarding rule is released by the cluster that made it instead of being
+# left behind. Anything already gone is skipped, so a half-finished teardown can be re-run.
+# The enabled APIs stay enabled (other things in the project may use them).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/gke-common.sh
+source scripts/gke-common.sh
+
+usage() {
+  cat <<EOF
+Usage: scripts/gke-teardown.sh [options]
+
+${COMMON_OPTIONS_HELP}
+
+Teardown only:
+  --yes                 do not ask for confirmation
+  --keep-registry       keep the Artifact Registry repository and its images
+EOF
+}
+
+ASSUME_YES=0
+KEEP_REGISTRY=0
+while (($#)); do
+  if parse_common_option "$@"; then shift "$COMMON_SHIFT"; continue; fi
+  case "$1" in
+    --yes) ASSUME_YES=1; shift ;;
+    --keep-registry) KEEP_REGISTRY=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die "unknown option: $1" ;;
+  esac
+done
+derive_names
+
+# Describe before delete: `remove LABEL DESCRIBE... -- DELETE...` runs DELETE only when
+# DESCRIBE succeeds.
+remove() {
+  local label="$1"
+  shift
+  split_at_dashdash "$@"
+  if ((DRY_RUN)); then
+    echo "$(quote "${FIRST[@]}") >/dev/null 2>&1 && $(quote "${SECOND[@]}")"
+  elif "${FIRST[@]}" >/dev/null 2>&1; then
+    log "deleting: ${label}"
+    "${SECOND[@]}"
+  else
+    log "already gone: ${label}"
+  fi
+}
+
+# Pools and providers stay describable for 30 days after deletion (state DELETED), so
+# "exists" means state ACTIVE.
+remove_active() {
+  local label="$1"
+  shift
+  split_at_dashdash "$@"
+  if ((DRY_RUN)); then
+    echo "test \"\$($(quote "${FIRST[@]}" '--format=value(state)') 2>/dev/null)\" = ACTIVE && $(quote "${SECOND[@]}")"
+  elif [[ "$("${FIRST[@]}" --format='value(state)' 2>/dev/null || true)" == "ACTIVE" ]]; then
+    log "deleting: ${label}"
+    "${SECOND[@]}"
+  else
+    log "already gone: ${label}"
+  fi
+}
+
+if ((DRY_RUN)); then
+  echo "# gke-teardown plan for project ${PROJECT_ID}, region ${REGION}, repository ${GH_REPOSITORY}"
+  echo "# (dry run: nothing was called)"
+else
+  for tool in gcloud kubectl; do
+    command -v "$tool" >/dev/null || die "$tool is not on PATH"
+  done
+  if ((!ASSUME_YES)); then
+    [[ -t 0 ]] || die "refusing to delete without a terminal to confirm on; pass --yes"
+    what="cluster ${CLUSTER}, the Workload Identity pool ${POOL} and service account ${SA_EMAIL}"
+    ((KEEP_REGISTRY)) || what+=", and Artifact Registry repository ${REGISTRY} with every image in it"
+    echo "This deletes ${what} in project ${PROJECT_ID}."
+    read -r -p "Type the project id to go on: " answer
+    [[ "$answer" == "$PROJECT_ID" ]] || die "not confirmed; nothing deleted"
+  fi
+fi
+
+CLUSTER_DESCRIBE=(gcloud container clusters describe "$CLUSTER" --location="$REGION" --project="$PROJECT_ID")
+
+section "Argo CD applications (their finalizers delete the workloads and the load balancer)"
+((DRY_RUN)) && echo "# (only while the cluster exists: $(quote "${CLUSTER_DESCRIBE[@]}"))"
+if ((DRY_RUN)) || "${CLUSTER_DESCRIBE[@]}" >/dev/null 2>&1; then
+  run gcloud container clusters get-credentials "$CLUSTER" --location="$REGION" --project="$PROJECT_ID"
+  # The root application's finalizer deletes the per-environment applications, whose
+  # finalizers delete what they deployed; --ignore-not-found keeps a re-run quiet.
+  run "${KUBECTL[@]}" delete --namespace=argocd -f argocd/root.yaml --ignore-not-found --wait=true --timeout=600s
+  # Named, so an application already gone counts as deleted.
+  run "${KUBECTL[@]}" wait --namespace=argocd --for=delete \
+    application/iris-staging application/iris-production --timeout=600s
+  run "${KUBECTL[@]}" wait --namespace=iris-production --for=delete service/iris-api --timeout=300s
+else
+  log "already gone: GKE cluster ${CLUSTER}"
+fi
+
+section "GKE cluster ${CLUSTER}"
+remove "GKE cluster ${CLUSTER}" \
+  "${CLUSTER_DESCRIBE[@]}" \
+  -- \
+  gcloud container clusters delete "$CLUSTER" --location="$REGION" --project="$PROJECT_ID" --quiet
+
+section "Workload Identity provider ${PROVIDER} and pool ${POOL} (soft-deleted for 30 days)"
+remove_active "OIDC provider ${PROVIDER}" \
+  gcloud iam workload-identity-pools providers describe "$PROVIDER" \
+  --workload-identity-pool="$POOL" --location=global --project="$PROJECT_ID" \
+  -- \
+  gcloud iam workload-identity-pools providers delete "$PROVIDER" \
+  --workload-identity-pool="$POOL" --location=global --project="$PROJECT_ID" --quiet
+remove_active "workload identity pool ${POOL}" \
+  gcloud iam workload-identity-pools describe "$POOL" --location=global --project="$PROJECT_ID" \
+  -- \
+  gcloud iam workload-identity-pools delete "$POOL" --location=global --project="$PROJECT_ID" --quiet
+
+section "release service account ${SA_EMAIL}"
+REGISTRY_DESCRIBE=(gcloud artifacts repositories describe "$REGISTRY" --location="$REGION" --project="$PROJECT_ID")
+if ((KEEP_REGISTRY)); then
+  # A kept repository would otherwise hold a binding to a deleted account.
+  remove "artifactregistry.writer binding for ${SA_EMAIL}" \
+    "${REGISTRY_DESCRIBE[@]}" \
+    -- \
+    gcloud artifacts repositories remove-iam-policy-binding "$REGISTRY" --location="$REGION" \
+    --member="serviceAccount:${SA_EMAIL}" --role=roles/artifactregistry.writer \
+    --project="$PROJECT_ID"
+fi
+remove "service account ${SA_EMAIL}" \
+  gcloud iam service-accounts describe "$SA_EMAIL" --project="$PROJECT_ID" \
+  -- \
+  gcloud iam service-accounts delete "$SA_EMAIL" --project="$PROJECT_ID" --quiet
+
+if ((KEEP_REGISTRY)); then
+  section "Artifact Registry repository ${REGISTRY}: kept (--keep-registry)"
+else
+  section "Artifact Registry repository ${REGISTRY} and every image in it"
+  remove "Artifact Registry repository ${REGISTRY}" \
+    "${REGISTRY_DESCRIBE[@]}" \
+    -- \
+    gcloud artifacts repositories delete "$REGISTRY" --location="$REGION" --project="$PROJECT_ID" --quiet
+fi
+
+if ((!DRY_RUN)); then
+  cat <<EOF
+Done. Remove the repository variables GCP_PROJECT_ID, GCP_REGION, GAR_REPOSITORY,
+WIF_PROVIDER and WIF_SERVICE_ACCOUNT from ${GH_REPOSITORY}, or the next release fails at
+authentication. The Workload Identity pool and provider keep their ids for 30 days; running
+gke-bootstrap.sh again in that time restores them.
+EOF
+fi

@@ -1,0 +1,216 @@
+"""Shared by the script tests: recording stand-ins for gcloud and kubectl, and a runner.
+
+The stand-ins only write down how they were called and answer the few questions the
+scripts ask (does this exist, what is the project number). They let the tests check the
+scripts' own logic: order, idempotency, what is never called. They say nothing about
+whether Google Cloud or a cluster would accept the calls; the flag checks against the
+installed gcloud and kubectl cover the command lines, not the behaviour.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BOOTSTRAP = REPO_ROOT / "scripts" / "gke-bootstrap.sh"
+TEARDOWN = REPO_ROOT / "scripts" / "gke-teardown.sh"
+
+PROJECT = "iris-demo-123"
+PROJECT_NUMBER = "123456789012"
+EXTERNAL_IP = "203.0.113.7"  # TEST-NET-3: documentation addresses, never routed
+
+# The same recorder for every tool; the answers depend on FAKE_STATE:
+#   fresh         nothing exists yet (describe fails, no IAM bindings)
+#   exists        everything exists and is active
+#   soft-deleted  like exists, but the Workload Identity pool and provider are DELETED
+_FAKE = r"""#!/usr/bin/env bash
+# Recording stand-in for __TOOL__ (tests only).
+{ printf '%s' '__TOOL__'; printf '\t%s' "$@"; printf '\n'; } >>"$FAKE_LOG"
+args=" $* "
+state="${FAKE_STATE:-fresh}"
+case '__TOOL__' in
+  gcloud)
+    case "$args" in
+      *" projects describe "*) echo "__PROJECT_NUMBER__"; exit 0 ;;
+      *" get-iam-policy "*) [[ "$state" == fresh ]] || echo "member"; exit 0 ;;
+      *" describe "*)
+        [[ "$state" == fresh ]] && { echo "ERROR: (gcloud) NOT_FOUND" >&2; exit 1; }
+        if [[ "$args" == *"--format=value(state)"* ]]; then
+          if [[ "$state" == soft-deleted && "$args" == *" workload-identity-pools "* ]]; then
+            echo DELETED
+          else
+            echo ACTIVE
+          fi
+        fi
+        exit 0 ;;
+    esac ;;
+  kubectl)
+    case "$args" in
+      *" get namespace "*) [[ "$state" == fresh ]] && exit 1; exit 0 ;;
+      *" get service "*) printf '%s' "__EXTERNAL_IP__"; exit 0 ;;
+    esac ;;
+esac
+exit 0
+"""
+
+# gcloud verbs that change something in the project.
+MUTATING_GCLOUD = frozenset(
+    {
+        "create",
+        "create-auto",
+        "create-oidc",
+        "add-iam-policy-binding",
+        "remove-iam-policy-binding",
+        "undelete",
+        "delete",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a script against the stand-ins."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    calls: list[list[str]]
+
+    def gcloud(self) -> list[list[str]]:
+        """The gcloud calls, each without the leading 'gcloud'."""
+        return [call[1:] for call in self.calls if call[0] == "gcloud"]
+
+    def kubectl(self) -> list[list[str]]:
+        """The kubectl calls, each without the leading 'kubectl'."""
+        return [call[1:] for call in self.calls if call[0] == "kubectl"]
+
+    def index(self, *words: str) -> int:
+        """Position of the first call containing all `words` (as whole arguments)."""
+        for position, call in enumerate(self.calls):
+            if all(word in call for word in words):
+                return position
+        raise AssertionError(f"no call with {words}; calls were:\n{self.render_calls()}")
+
+    def render_calls(self) -> str:
+        return "\n".join(" ".join(call) for call in self.calls)
+
+
+def install_fakes(directory: Path) -> Path:
+    """Write gcloud, kubectl and gke-gcloud-auth-plugin stand-ins into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for tool in ("gcloud", "kubectl", "gke-gcloud-auth-plugin"):
+        path = directory / tool
+        text = (
+            _FAKE.replace("__TOOL__", tool)
+            .replace("__PROJECT_NUMBER__", PROJECT_NUMBER)
+            .replace("__EXTERNAL_IP__", EXTERNAL_IP)
+        )
+        path.write_text(text, encoding="utf-8")
+        path.chmod(0o755)
+    return directory
+
+
+def run_script(
+    script: Path,
+    args: list[str],
+    fakes: Path,
+    *,
+    state: str = "fresh",
+    extra_env: dict[str, str] | None = None,
+) -> Run:
+    """Run `script` with the stand-ins first on PATH; stdin is not a terminal."""
+    log = fakes / f"calls-{state}.log"
+    log.unlink(missing_ok=True)
+    log.touch()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        # The scripts read these; the caller's own settings must not leak in.
+        if not key.startswith(("GCP_", "GKE_", "GAR_", "GITHUB_", "WIF_", "DEPLOY_SA"))
+    }
+    env.update(
+        PATH=f"{fakes}{os.pathsep}{os.environ['PATH']}",
+        FAKE_LOG=str(log),
+        FAKE_STATE=state,
+        # Keep the external-IP wait short if an answer were ever missing.
+        IP_WAIT_SECONDS="0",
+        **(extra_env or {}),
+    )
+    result = subprocess.run(
+        ["bash", str(script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+    calls = [line.split("\t") for line in log.read_text(encoding="utf-8").splitlines()]
+    return Run(result.returncode, result.stdout, result.stderr, calls)
+
+
+def repository_of_argocd() -> tuple[str, str]:
+    """The GitHub owner and repository that argocd/root.yaml deploys from."""
+    text = (REPO_ROOT / "argocd" / "root.yaml").read_text(encoding="utf-8")
+    match = re.search(
+        r"repoURL:\s*[\"']?https://github\.com/([^/\s]+)/([^/\s\"']+?)(?:\.git)?[\"']?\s*$",
+        text,
+        re.M,
+    )
+    assert match, "argocd/root.yaml has no https://github.com/<owner>/<repo> repoURL"
+    return match.group(1), match.group(2)
+
+
+# --- the installed gcloud's own command tree --------------------------------------------------
+
+
+@cache
+def gcloud_tree() -> dict[str, Any] | None:
+    """gcloud's static completion tree (every command and flag), or None without gcloud.
+
+    It ships with the SDK as data/cli/gcloud_completions.py: one dict literal, written in
+    the subset of Python that is also JSON (which parses ten times faster than Python).
+    """
+    found = shutil.which("gcloud")
+    if found is None:
+        return None
+    sdk_root = Path(found).resolve().parent.parent
+    tree_file = sdk_root / "data" / "cli" / "gcloud_completions.py"
+    if not tree_file.exists():
+        return None
+    text = tree_file.read_text(encoding="utf-8")
+    literal = text[text.index("{") :]
+    try:
+        tree = json.loads(literal)
+    except json.JSONDecodeError:
+        tree = ast.literal_eval(literal)
+    assert isinstance(tree, dict)
+    return tree
+
+
+def unknown_gcloud_flags(tree: dict[str, Any], argv: list[str]) -> list[str]:
+    """Problems with one gcloud command line: an unknown command or flag."""
+    node = tree
+    position = 0
+    while position < len(argv) and argv[position] in node.get("commands", {}):
+        node = node["commands"][argv[position]]
+        position += 1
+    if node.get("commands"):
+        return [f"'gcloud {' '.join(argv[: position + 1])}' is not a gcloud command"]
+    known = set(node.get("flags", {})) | set(tree.get("flags", {}))
+    problems = []
+    for arg in argv[position:]:
+        if arg.startswith("--"):
+            flag = arg.split("=", 1)[0]
+            if flag not in known:
+                problems.append(f"gcloud {' '.join(argv[:position])}: unknown flag {flag}")
+    return problems

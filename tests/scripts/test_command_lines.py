@@ -1,0 +1,114 @@
+"""Every gcloud and kubectl command line the GKE scripts run exists, with those flags.
+
+A misspelt flag breaks a user's bootstrap halfway. The command lines come from real-mode
+runs against the recording stand-ins (which checks our script, not Google Cloud), and are
+then looked up in the installed tools themselves: gcloud's own command tree (the static
+completion data the SDK ships) and `kubectl <command> --help`. Skipped, with the reason,
+where the tool is not installed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from tests.scripts.support import (
+    BOOTSTRAP,
+    PROJECT,
+    TEARDOWN,
+    gcloud_tree,
+    install_fakes,
+    repository_of_argocd,
+    run_script,
+    unknown_gcloud_flags,
+)
+
+# Module-scoped fixtures run once, so every test here shares one xdist worker.
+pytestmark = pytest.mark.xdist_group("gke-command-lines")
+
+OWNER, REPO = repository_of_argocd()
+ARGS = ["--project", PROJECT, "--github-owner", OWNER, "--github-repo", REPO]
+RUNS = [
+    (BOOTSTRAP, ARGS, "fresh"),
+    (BOOTSTRAP, ARGS, "exists"),
+    (BOOTSTRAP, ARGS, "soft-deleted"),
+    (BOOTSTRAP, [*ARGS, "--standard"], "fresh"),
+    (TEARDOWN, [*ARGS, "--yes"], "exists"),
+    (TEARDOWN, [*ARGS, "--yes", "--keep-registry"], "exists"),
+]
+
+
+@pytest.fixture(scope="module")
+def calls(tmp_path_factory: pytest.TempPathFactory) -> list[list[str]]:
+    fakes = install_fakes(tmp_path_factory.mktemp("fake-bin"))
+    seen: list[list[str]] = []
+    for script, args, state in RUNS:
+        run = run_script(script, args, fakes, state=state)
+        assert run.returncode == 0, f"{script.name} {args} ({state}): {run.stderr}"
+        seen.extend(run.calls)
+    return seen
+
+
+def test_every_gcloud_command_and_flag_exists(calls: list[list[str]]) -> None:
+    tree = gcloud_tree()
+    if tree is None:
+        pytest.skip(
+            "gcloud is not installed; its command tree is what the lines are checked against"
+        )
+    gcloud_calls = [call[1:] for call in calls if call[0] == "gcloud"]
+    assert len(gcloud_calls) > 20
+    problems = sorted(
+        {problem for argv in gcloud_calls for problem in unknown_gcloud_flags(tree, argv)}
+    )
+    assert problems == []
+
+
+def test_the_gcloud_check_catches_a_misspelt_flag() -> None:
+    tree = gcloud_tree()
+    if tree is None:
+        pytest.skip("gcloud is not installed")
+    argv = ["artifacts", "repositories", "create", "iris", "--immutable-tag", "--location=x"]
+    assert unknown_gcloud_flags(tree, argv) == [
+        "gcloud artifacts repositories create: unknown flag --immutable-tag"
+    ]
+
+
+@cache
+def kubectl_flags(*command: str) -> frozenset[str]:
+    """The flags `kubectl <command> --help` documents, plus the global ones."""
+    text = subprocess.run(
+        ["kubectl", *command, "--help"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    global_text = subprocess.run(
+        ["kubectl", "options"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    return frozenset(re.findall(r"--[a-z0-9-]+", text + global_text))
+
+
+def test_every_kubectl_flag_exists(calls: list[list[str]]) -> None:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed")
+    kubectl_calls = [call[1:] for call in calls if call[0] == "kubectl"]
+    assert kubectl_calls
+    problems = set()
+    for argv in kubectl_calls:
+        words = [arg for arg in argv if not arg.startswith("-")]
+        # Subcommands that take a second word: rollout status, create namespace.
+        command = tuple(words[:2]) if words[:1] in (["rollout"], ["create"]) else tuple(words[:1])
+        known = kubectl_flags(*command)
+        for arg in argv:
+            if arg.startswith("--") and arg.split("=", 1)[0] not in known:
+                problems.add(f"kubectl {' '.join(command)}: unknown flag {arg.split('=', 1)[0]}")
+    assert sorted(problems) == []
+
+
+def test_every_script_command_is_recorded_by_these_runs(calls: list[list[str]]) -> None:
+    """The stand-ins saw both tools, so the checks above had something to check."""
+    tools = {call[0] for call in calls}
+    assert {"gcloud", "kubectl"} <= tools
+    assert Path(BOOTSTRAP).exists()

@@ -1,0 +1,99 @@
+"""Shared by the workflow tests: the workflow files, parsed and as text."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WORKFLOW_DIR = REPO_ROOT / ".github" / "workflows"
+WORKFLOW_NAMES = ("ci", "release", "promote", "e2e")
+
+# Every action the workflows use, at the one commit each is pinned to. Each SHA is the
+# commit its tag points to in the action's own repository (`git rev-parse <tag>^{commit}`
+# on a clone of it); docs/delivery.md says how they were checked and how to update them.
+PINNED_ACTIONS = {
+    "actions/checkout": ("v7.0.1", "3d3c42e5aac5ba805825da76410c181273ba90b1"),
+    "actions/setup-python": ("v7.0.0", "5fda3b95a4ea91299a34e894583c3862153e4b97"),
+    "google-github-actions/auth": ("v3.0.0", "7c6bc770dae815cd3e89ee6cdf493a5fab2cc093"),
+    "actions/attest": ("v4.2.2", "1e69f48acb82d1966a394da916b4c1698aa569d6"),
+    "actions/create-github-app-token": ("v3.1.1", "1b10c78c7865c340bc4f6099eb2f838309f1e8c3"),
+    "helm/kind-action": ("v1.14.0", "ef37e7f390d99f746eb8b610417061a60e82a6cc"),
+}
+
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """One workflow file: its name, text and parsed content."""
+
+    name: str
+    path: Path
+    text: str
+    data: dict[str, Any]
+
+    @property
+    def triggers(self) -> dict[str, Any]:
+        # YAML 1.1 reads the bare key `on` as the boolean true.
+        value = self.data.get("on", self.data.get(True))
+        assert isinstance(value, dict), f"{self.name}: `on:` must be a mapping"
+        return value
+
+    @property
+    def jobs(self) -> dict[str, dict[str, Any]]:
+        jobs = self.data["jobs"]
+        assert isinstance(jobs, dict)
+        return jobs
+
+    def steps(self) -> list[tuple[str, dict[str, Any]]]:
+        """(job id, step) for every step of every job, in file order."""
+        return [
+            (job_id, step) for job_id, job in self.jobs.items() for step in job.get("steps", [])
+        ]
+
+    def runs(self) -> list[str]:
+        """The `run:` scripts of every step."""
+        return [step["run"] for _, step in self.steps() if "run" in step]
+
+
+@cache
+def workflow(name: str) -> Workflow:
+    path = WORKFLOW_DIR / f"{name}.yml"
+    text = path.read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    assert isinstance(data, dict), f"{path} is not a mapping"
+    return Workflow(name, path, text, data)
+
+
+def all_workflows() -> list[Workflow]:
+    return [workflow(name) for name in WORKFLOW_NAMES]
+
+
+def github_glob_matches(pattern: str, path: str) -> bool:
+    """Whether a GitHub Actions `paths` pattern matches a file path.
+
+    `**` matches any characters including `/`, `*` any except `/`, `?` one character;
+    a pattern with no wildcard matches that exact path.
+    """
+    regex = ""
+    position = 0
+    while position < len(pattern):
+        if pattern.startswith("**", position):
+            regex += ".*"
+            position += 2
+        elif pattern[position] == "*":
+            regex += "[^/]*"
+            position += 1
+        elif pattern[position] == "?":
+            regex += "[^/]"
+            position += 1
+        else:
+            regex += re.escape(pattern[position])
+            position += 1
+    return re.fullmatch(regex, path) is not None

@@ -1,0 +1,373 @@
+"""What the workflows must always do, read from their YAML.
+
+The linters check that the files are valid; these tests check the delivery design: what
+triggers a release, who may write what, how actions are pinned, that no key exists
+anywhere, and that the image reference reaches git only through the bump script.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.workflows.support import (
+    PINNED_ACTIONS,
+    REPO_ROOT,
+    USES_LINE,
+    WORKFLOW_DIR,
+    WORKFLOW_NAMES,
+    all_workflows,
+    github_glob_matches,
+    workflow,
+)
+
+# The exact permissions of every job. A job that needs more must change this table, in
+# review, with the reason beside it in the workflow.
+JOB_PERMISSIONS = {
+    ("ci", "lint"): {"contents": "read"},
+    ("ci", "test"): {"contents": "read"},
+    ("ci", "manifests"): {"contents": "read"},
+    ("ci", "image"): {"contents": "read"},
+    ("release", "image"): {"contents": "read", "id-token": "write", "attestations": "write"},
+    ("release", "bump"): {"contents": "write"},
+    ("promote", "promote"): {"contents": "write", "pull-requests": "write"},
+    ("e2e", "kind"): {"contents": "read"},
+}
+
+# Files that change the image (release must run) and files that must never start a release.
+IMAGE_INPUTS = [
+    "Dockerfile",
+    "requirements/runtime.lock",
+    "model/train.py",
+    "model/artifact.py",
+    "service/app.py",
+    "data/v2/data.csv",
+]
+GITOPS_STATE = [
+    "deploy/overlays/staging/kustomization.yaml",
+    "deploy/overlays/production/kustomization.yaml",
+    "deploy/base/deployment.yaml",
+    "argocd/root.yaml",
+    "argocd/apps/staging.yaml",
+]
+
+WORKFLOWS = pytest.mark.parametrize("name", WORKFLOW_NAMES)
+
+
+def test_the_workflow_directory_holds_exactly_these_workflows() -> None:
+    found = sorted(path.stem for path in WORKFLOW_DIR.glob("*.y*ml"))
+    assert found == sorted(WORKFLOW_NAMES)
+
+
+# --- permissions ---------------------------------------------------------------------------------
+
+
+@WORKFLOWS
+def test_top_level_permissions_are_empty(name: str) -> None:
+    assert workflow(name).data.get("permissions") == {}
+
+
+def test_every_job_has_exactly_its_listed_permissions() -> None:
+    actual = {
+        (wf.name, job_id): job.get("permissions")
+        for wf in all_workflows()
+        for job_id, job in wf.jobs.items()
+    }
+    assert actual == JOB_PERMISSIONS
+
+
+def test_only_the_release_image_job_may_request_an_oidc_token() -> None:
+    holders = [key for key, permissions in JOB_PERMISSIONS.items() if "id-token" in permissions]
+    assert holders == [("release", "image")]
+
+
+# --- action pins ---------------------------------------------------------------------------------
+
+
+def uses_lines() -> list[tuple[str, str, str]]:
+    """(workflow, reference, rest of the line) for every `uses:`."""
+    found = []
+    for wf in all_workflows():
+        for line in wf.text.splitlines():
+            match = USES_LINE.match(line)
+            if match:
+                found.append((wf.name, match.group("ref"), match.group("rest")))
+    return found
+
+
+def test_every_action_is_pinned_to_a_full_commit_sha_with_its_version() -> None:
+    assert uses_lines()
+    for name, ref, rest in uses_lines():
+        action, _, sha = ref.partition("@")
+        assert re.fullmatch(r"[0-9a-f]{40}", sha), f"{name}: {ref} is not pinned to a commit SHA"
+        assert action in PINNED_ACTIONS, f"{name}: {action} is not in the verified list"
+        version, verified_sha = PINNED_ACTIONS[action]
+        assert sha == verified_sha, f"{name}: {action}@{sha} is not the verified {version} commit"
+        assert re.fullmatch(rf"\s*#\s*{re.escape(version)}\s*", rest), (
+            f"{name}: {ref} must carry the comment '# {version}'"
+        )
+
+
+def test_every_action_step_is_one_the_text_scan_saw() -> None:
+    """The line scan above and the parsed YAML agree on how many actions are used."""
+    parsed = [step["uses"] for wf in all_workflows() for _, step in wf.steps() if "uses" in step]
+    assert len(parsed) == len(uses_lines())
+
+
+def test_no_docker_or_third_party_action_builds_or_pushes() -> None:
+    # docker build/push run as plain commands; fewer third-party actions, less to trust.
+    actions = {ref.partition("@")[0] for _, ref, _ in uses_lines()}
+    assert not {a for a in actions if a.startswith("docker/")}
+
+
+# --- triggers ------------------------------------------------------------------------------------
+
+
+def release_paths() -> list[str]:
+    push = workflow("release").triggers["push"]
+    assert push["branches"] == ["main"]
+    assert "paths-ignore" not in push, "use paths (an allow-list), so deploy/** can never match"
+    paths = push["paths"]
+    assert isinstance(paths, list)
+    return paths
+
+
+def test_release_paths_never_match_the_gitops_state() -> None:
+    for path in GITOPS_STATE:
+        matching = [p for p in release_paths() if github_glob_matches(p, path)]
+        assert matching == [], f"{path} would start a release via {matching}"
+    assert not [p for p in release_paths() if p.startswith("!")]
+
+
+def test_release_paths_match_everything_that_goes_into_the_image() -> None:
+    for path in IMAGE_INPUTS:
+        assert any(github_glob_matches(p, path) for p in release_paths()), path
+
+
+def test_release_runs_only_for_main_and_by_hand() -> None:
+    assert set(workflow("release").triggers) == {"push", "workflow_dispatch"}
+
+
+def test_e2e_runs_on_pull_requests_touching_deploy_argocd_or_the_service() -> None:
+    triggers = workflow("e2e").triggers
+    assert "workflow_dispatch" in triggers
+    paths = triggers["pull_request"]["paths"]
+    for path in (
+        "deploy/overlays/staging/kustomization.yaml",
+        "argocd/root.yaml",
+        "service/app.py",
+    ):
+        assert any(github_glob_matches(p, path) for p in paths), path
+
+
+def test_promote_is_dispatched_with_staging_to_production_by_default() -> None:
+    inputs = workflow("promote").triggers["workflow_dispatch"]["inputs"]
+    assert inputs["from"]["default"] == "staging"
+    assert inputs["to"]["default"] == "production"
+    assert set(workflow("promote").triggers) == {"workflow_dispatch"}
+
+
+# --- concurrency ---------------------------------------------------------------------------------
+
+
+def test_release_runs_one_at_a_time_and_never_cancels() -> None:
+    concurrency = workflow("release").data["concurrency"]
+    assert concurrency["cancel-in-progress"] is False
+    # A fixed group: every release waits for the one before it.
+    assert "${{" not in concurrency["group"]
+
+
+def test_promote_never_cancels_a_running_promotion() -> None:
+    assert workflow("promote").data["concurrency"]["cancel-in-progress"] is False
+
+
+@WORKFLOWS
+def test_every_workflow_sets_concurrency_and_every_job_a_timeout(name: str) -> None:
+    wf = workflow(name)
+    assert "group" in wf.data["concurrency"]
+    for job_id, job in wf.jobs.items():
+        assert isinstance(job.get("timeout-minutes"), int), f"{name}.{job_id} has no timeout"
+
+
+# --- credentials ---------------------------------------------------------------------------------
+
+
+def test_no_workflow_holds_a_key_or_a_credentials_file() -> None:
+    for wf in all_workflows():
+        for needle in (
+            "credentials_json",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "keys create",
+            "_KEY_JSON",
+        ):
+            assert needle not in wf.text, f"{wf.name} mentions {needle}"
+
+
+def test_the_only_secret_is_the_optional_github_app_key() -> None:
+    secrets = {
+        (wf.name, match)
+        for wf in all_workflows()
+        for match in re.findall(r"secrets\.([A-Za-z0-9_]+)", wf.text)
+    }
+    assert secrets == {("promote", "PROMOTE_APP_PRIVATE_KEY")}
+
+
+def test_release_authenticates_with_workload_identity_from_repository_variables() -> None:
+    auth = [
+        step
+        for _, step in workflow("release").steps()
+        if step.get("uses", "").startswith("google-github-actions/auth@")
+    ]
+    assert len(auth) == 1
+    assert auth[0]["with"] == {
+        "workload_identity_provider": "${{ vars.WIF_PROVIDER }}",
+        "service_account": "${{ vars.WIF_SERVICE_ACCOUNT }}",
+        "token_format": "access_token",
+        "create_credentials_file": False,
+    }
+    used = set(re.findall(r"vars\.([A-Z_]+)", workflow("release").text))
+    assert used == {
+        "GCP_PROJECT_ID",
+        "GCP_REGION",
+        "GAR_REPOSITORY",
+        "WIF_PROVIDER",
+        "WIF_SERVICE_ACCOUNT",
+    }
+
+
+def test_checkout_keeps_no_token_except_in_the_jobs_that_push() -> None:
+    pushing = {("release", "bump"), ("promote", "promote")}
+    for wf in all_workflows():
+        for job_id, step in wf.steps():
+            if not step.get("uses", "").startswith("actions/checkout@"):
+                continue
+            persist = step.get("with", {}).get("persist-credentials")
+            assert persist is ((wf.name, job_id) in pushing), f"{wf.name}.{job_id}: {persist}"
+
+
+# --- release: image, digest, bump ----------------------------------------------------------------
+
+
+def test_release_tags_the_image_with_the_commit_and_reads_the_pushed_digest() -> None:
+    text = "\n".join(workflow("release").runs())
+    assert "IMAGE_TAG=sha-${GITHUB_SHA::12}" in text
+    assert 'docker push "${IMAGE_NAME}:${IMAGE_TAG}"' in text
+    assert "RepoDigests" in text
+    assert "ref=${IMAGE_NAME}:${IMAGE_TAG}@${digest}" in text
+
+
+def test_the_bump_calls_the_bump_script_and_never_edits_files_itself() -> None:
+    bump_runs = [step["run"] for _, step in workflow("release").steps() if "run" in step]
+    assert any(run.strip() == 'scripts/release/bump-staging.sh "$IMAGE_REF"' for run in bump_runs)
+    for wf in all_workflows():
+        for run in wf.runs():
+            for editor in ("sed ", "yq ", "kustomize edit", "perl -", "awk "):
+                assert editor not in run, f"{wf.name} edits files with {editor.strip()}: {run}"
+
+
+def test_the_bump_job_gets_the_reference_from_the_image_job() -> None:
+    bump = workflow("release").jobs["bump"]
+    assert bump["needs"] == "image"
+    step = next(s for s in bump["steps"] if "bump-staging.sh" in s.get("run", ""))
+    assert step["env"]["IMAGE_REF"] == "${{ needs.image.outputs.ref }}"
+
+
+def test_release_attests_the_pushed_digest() -> None:
+    attest = [
+        s for _, s in workflow("release").steps() if s.get("uses", "").startswith("actions/attest@")
+    ]
+    assert len(attest) == 1
+    assert attest[0]["with"]["subject-digest"] == "${{ steps.push.outputs.digest }}"
+
+
+def test_ci_builds_and_smoke_tests_the_image_but_never_pushes() -> None:
+    text = "\n".join(workflow("ci").runs())
+    assert "docker build" in text
+    assert "scripts/smoke-container.sh" in text
+    assert "docker push" not in text
+    for command in (
+        "make lint",
+        "make test",
+        "kubernetes-validate --strict --kubernetes-version 1.34.0",
+    ):
+        assert command in text
+
+
+def test_promote_runs_the_gitops_tool_and_opens_a_pull_request() -> None:
+    text = "\n".join(workflow("promote").runs())
+    assert '-m gitops promote "$FROM_ENV" "$TO_ENV"' in text
+    assert "gh pr create" in text
+    app = [
+        s
+        for _, s in workflow("promote").steps()
+        if s.get("uses", "").startswith("actions/create-github-app-token@")
+    ]
+    assert len(app) == 1
+    assert app[0]["if"] == "${{ vars.PROMOTE_APP_CLIENT_ID != '' }}"
+
+
+# --- kustomize and the kind loop -----------------------------------------------------------------
+
+
+def test_every_job_that_renders_with_kustomize_installs_5_8_1_first() -> None:
+    for wf in all_workflows():
+        for job_id, job in wf.jobs.items():
+            installed = False
+            for step in job.get("steps", []):
+                text = step.get("run", "") + " ".join(str(v) for v in step.get("env", {}).values())
+                if "scripts/install-kustomize.sh" in text:
+                    installed = True
+                elif "kustomize build" in text or "make test" in text:
+                    assert installed, (
+                        f"{wf.name}.{job_id} renders before installing kustomize 5.8.1"
+                    )
+
+
+def test_install_kustomize_pins_5_8_1_with_a_checksum_per_platform() -> None:
+    text = (REPO_ROOT / "scripts" / "install-kustomize.sh").read_text(encoding="utf-8")
+    assert 'readonly KUSTOMIZE_VERSION="5.8.1"' in text
+    sums = dict(re.findall(r"platform=(\w+) sha256=([0-9a-f]{64})", text))
+    assert set(sums) == {"linux_amd64", "linux_arm64", "darwin_amd64", "darwin_arm64"}
+    # As published in the release's checksums.txt (and pinned by Argo CD v3.5.1).
+    assert sums["linux_amd64"] == "029a7f0f4e1932c52a0476cf02a0fd855c0bb85694b82c338fc648dcb53a819d"
+
+
+def test_argocd_is_installed_from_the_v3_5_1_manifest_everywhere() -> None:
+    url = "https://raw.githubusercontent.com/argoproj/argo-cd/${ARGOCD_VERSION}/manifests/install.yaml"
+    for script in ("scripts/gke-bootstrap.sh", "scripts/kind/lib.sh"):
+        text = (REPO_ROOT / script).read_text(encoding="utf-8")
+        assert 'readonly ARGOCD_VERSION="v3.5.1"' in text, script
+        assert url in text, script
+
+
+def makefile_recipes() -> dict[str, str]:
+    text = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
+    return {
+        match.group(1): match.group(2).strip()
+        for match in re.finditer(r"^([a-z][a-z-]*):[^\n]*\n\t([^\n]*)", text, re.M)
+    }
+
+
+def test_e2e_runs_the_same_make_targets_a_person_runs() -> None:
+    runs = [run.strip() for run in workflow("e2e").runs()]
+    assert "make kind-up" in runs
+    assert "make kind-loop" in runs
+    recipes = makefile_recipes()
+    assert recipes["kind-up"] == "scripts/kind/up.sh"
+    assert recipes["kind-loop"] == "scripts/kind/loop.sh"
+    assert recipes["kind-down"] == "scripts/kind/down.sh"
+    assert recipes["gke-bootstrap"] == "scripts/gke-bootstrap.sh $(ARGS)"
+    assert recipes["gke-teardown"] == "scripts/gke-teardown.sh $(ARGS)"
+
+
+def test_every_script_a_workflow_runs_exists() -> None:
+    for wf in all_workflows():
+        for run in wf.runs():
+            for script in re.findall(r"(scripts/[\w./-]+\.sh)", run):
+                assert (REPO_ROOT / script).is_file(), f"{wf.name} runs missing {script}"
+
+
+@WORKFLOWS
+def test_workflow_name_matches_its_file(name: str) -> None:
+    assert workflow(name).data["name"] == name
