@@ -1,0 +1,151 @@
+"""Log lines: JSON for machines, a readable line for people, the same fields in both.
+
+Structured fields travel in `extra={"fields": {...}}`. gunicorn and uvicorn log through
+the same formatters (service.server builds the logging config), so a container's
+stdout is one JSON object per line.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+
+REQUEST_LOGGER = "iris.access"
+SERVICE_LOGGER = "iris"
+
+LogFormat = Literal["auto", "json", "console"]
+
+
+_second: tuple[int, str] = (-1, "")
+
+
+def _timestamp(created: float) -> str:
+    """ISO 8601 in UTC with milliseconds; the date part is formatted once a second."""
+    global _second  # a one-entry cache, replaced whole (no lock needed)
+    whole = int(created)
+    cached = _second
+    if cached[0] != whole:
+        cached = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+        _second = cached
+    return f"{cached[1]}.{int((created - whole) * 1000):03d}+00:00"
+
+
+def json_line(
+    created: float, level: str, logger: str, message: str, fields: dict[str, Any] | None
+) -> str:
+    """A log line as one JSON object: ts, level, logger, message, then `fields`."""
+    line: dict[str, Any] = {
+        "ts": _timestamp(created),
+        "level": level.lower(),
+        "logger": logger,
+        "message": message,
+    }
+    if fields:
+        line.update(fields)
+    return orjson.dumps(line, default=str).decode()
+
+
+def console_line(
+    created: float, level: str, logger: str, message: str, fields: dict[str, Any] | None
+) -> str:
+    """A log line for people: `time LEVEL logger: message key=value ...`."""
+    text = f"{_timestamp(created)} {level.upper():<7} {logger}: {message}"
+    if fields:
+        text += " " + " ".join(f"{key}={value}" for key, value in fields.items())
+    return text
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any] | None:
+    fields = getattr(record, "fields", None)
+    return fields if isinstance(fields, dict) else None
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, message, then the record's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render `record`; a traceback, if any, goes into the `exception` field."""
+        fields = _fields(record)
+        if record.exc_info:
+            fields = {**(fields or {}), "exception": self.formatException(record.exc_info)}
+        return json_line(record.created, record.levelname, record.name, record.getMessage(), fields)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """`time LEVEL logger: message key=value ...` for a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render `record` on one line (plus the traceback, if any)."""
+        text = console_line(
+            record.created, record.levelname, record.name, record.getMessage(), _fields(record)
+        )
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+class RequestLog:
+    """The one line per request, in the configured format, written straight to stdout.
+
+    It goes around the logging machinery (LogRecord, handler lock, formatter lookup),
+    which costs ~8 us a line against ~2 us here: a tenth of a /predict request. The
+    level still comes from the `iris.access` logger, so IRIS_LOG_LEVEL=warning
+    silences successful requests as it would through logging.
+    """
+
+    def __init__(self, log_format: LogFormat) -> None:
+        self._render = json_line if resolve_format(log_format) == "json" else console_line
+        self._logger = logging.getLogger(REQUEST_LOGGER)
+
+    def write(self, level: int, fields: dict[str, Any]) -> None:
+        """Write the line for one request if `level` is enabled."""
+        if not self._logger.isEnabledFor(level):
+            return
+        line = self._render(
+            time.time(), logging.getLevelName(level), REQUEST_LOGGER, "request", fields
+        )
+        stream = sys.stdout
+        stream.write(line + "\n")
+        stream.flush()
+
+
+def resolve_format(log_format: LogFormat) -> Literal["json", "console"]:
+    """`auto` means console on a terminal and JSON everywhere else (containers, CI)."""
+    if log_format == "auto":
+        return "console" if sys.stdout.isatty() else "json"
+    return log_format
+
+
+def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:
+    """A logging.config.dictConfig for the server: everything to stdout in one format.
+
+    gunicorn's and uvicorn's access logs are off: the service writes its own request
+    line, with the request id and model version they do not know.
+    """
+    formatter = JsonFormatter if resolve_format(log_format) == "json" else ConsoleFormatter
+    level = level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"iris": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": "iris",
+            }
+        },
+        "root": {"level": level, "handlers": ["stdout"]},
+        "loggers": {
+            "gunicorn.error": {"level": level, "handlers": ["stdout"], "propagate": False},
+            "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+            "uvicorn.error": {"level": level, "handlers": ["stdout"], "propagate": False},
+            "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+            SERVICE_LOGGER: {"level": level, "handlers": ["stdout"], "propagate": False},
+        },
+    }

@@ -1,0 +1,238 @@
+"""The real thing: `python -m service` (gunicorn, uvicorn workers) on a loopback port.
+
+The Open Inference Protocol endpoints are driven with tritonclient's HTTP client, a
+client this project did not write.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from model.artifact import CLASS_NAMES, load
+from tests.service.conftest import ServerProcess, start_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("service-server")]
+
+SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+
+
+def _triton_client(server: ServerProcess) -> Any:
+    import tritonclient.http as triton
+
+    return triton.InferenceServerClient(url=f"127.0.0.1:{server.port}", network_timeout=10)
+
+
+def test_v2_protocol_through_tritonclient(
+    server: ServerProcess, trained_artifact_dir: Path
+) -> None:
+    import tritonclient.http as triton
+
+    artifact = load(trained_artifact_dir)
+    rng = np.random.default_rng(7)
+    features = rng.uniform(0.1, 8.0, size=(25, 4)).astype(np.float32)
+    client = _triton_client(server)
+    try:
+        assert client.is_server_live()
+        assert client.is_server_ready()
+        assert client.is_model_ready("iris")
+        assert not client.is_model_ready("resnet")
+        metadata = client.get_model_metadata("iris")
+        assert metadata["name"] == "iris"
+        assert metadata["versions"] == [artifact.metadata.model_version]
+        assert metadata["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}]
+        assert client.get_server_metadata()["name"] == "iris-api"
+
+        tensor = triton.InferInput("features", list(features.shape), "FP32")
+        # JSON tensors: the binary-data extension is Triton's own, not the protocol's.
+        tensor.set_data_from_numpy(features, binary_data=False)
+        outputs = [
+            triton.InferRequestedOutput("label", binary_data=False),
+            triton.InferRequestedOutput("probabilities", binary_data=False),
+        ]
+        result = client.infer("iris", [tensor], outputs=outputs, request_id="req-7")
+    finally:
+        client.close()
+
+    served = features.astype(np.float64)  # the exact values the client sent
+    expected_classes = artifact.estimator.predict(served)
+    labels = [
+        label.decode() if isinstance(label, bytes) else str(label)
+        for label in result.as_numpy("label")
+    ]
+    assert labels == [CLASS_NAMES[i] for i in expected_classes]
+    probabilities = result.as_numpy("probabilities")
+    assert probabilities.dtype == np.float32
+    assert probabilities.shape == (25, 3)
+    np.testing.assert_allclose(
+        probabilities, artifact.estimator.predict_proba(served), rtol=1e-6, atol=1e-7
+    )
+    response = result.get_response()
+    assert response["id"] == "req-7"
+    assert response["model_version"] == artifact.metadata.model_version
+
+
+def test_tritonclient_sees_unknown_model_as_protocol_error(server: ServerProcess) -> None:
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    client = _triton_client(server)
+    tensor = triton.InferInput("features", [1, 4], "FP32")
+    tensor.set_data_from_numpy(np.array([[5.1, 3.5, 1.4, 0.2]], np.float32), binary_data=False)
+    try:
+        with pytest.raises(InferenceServerException, match="unknown model 'resnet'"):
+            client.infer("resnet", [tensor])
+        bad = triton.InferInput("features", [1, 3], "FP32")
+        bad.set_data_from_numpy(np.array([[5.1, 3.5, 1.4]], np.float32), binary_data=False)
+        with pytest.raises(InferenceServerException, match=r"shape must be \[N, 4\]"):
+            client.infer("iris", [bad])
+    finally:
+        client.close()
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+        if all(found.get(key) == value for key, value in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_add_up_across_both_workers(server: ServerProcess) -> None:
+    before = server.get("/metrics")[1].decode()
+    body = json.dumps(SETOSA).encode()
+    sent = 60
+    for _ in range(sent):  # a new connection each: the kernel spreads them over the workers
+        assert server.post("/predict", body)[0] == 200
+    status, raw = server.get("/metrics")
+    after = raw.decode()
+
+    assert status == 200
+    labels = {"route": "/predict", "method": "POST", "status": "200"}
+    count = "iris_http_requests_total"
+    assert _metric(after, count, **labels) - _metric(before, count, **labels) == sent
+    histogram = "iris_http_request_duration_seconds_count"
+    assert _metric(after, histogram, **labels) - _metric(before, histogram, **labels) == sent
+    species = "iris_predictions_total"
+    assert (
+        _metric(after, species, species="setosa") - _metric(before, species, species="setosa")
+        == sent
+    )
+    # Reported once, not once per worker.
+    assert sum(line.startswith("iris_model_info{") for line in after.splitlines()) == 1
+    # Both workers served some of them: each wrote its own counter file.
+    writers = {path.name for path in server.metrics_dir.glob("counter_*.db")}
+    assert len(writers) >= 2, writers
+
+
+def test_workers_never_import_pandas(server: ServerProcess) -> None:
+    workers = server.worker_pids()
+    assert len(workers) == 2
+    for pid in workers:
+        mapped = Path(f"/proc/{pid}/maps").read_text()
+        assert "/sklearn/" in mapped, "the check must see the worker's native libraries"
+        assert "/pandas/" not in mapped
+
+
+def test_request_lines_are_json_with_request_id_and_no_body(server: ServerProcess) -> None:
+    marker = "3.14159"
+    server.post("/predict", json.dumps({**SETOSA, "sepal_width": float(marker)}).encode())
+    server.post("/predict", b'{"sepal_length": "secret-value"}')
+    time.sleep(0.2)
+    lines = [json.loads(line) for line in server.log_lines()]  # every line is JSON
+
+    requests = [line for line in lines if line.get("logger") == "iris.access"]
+    assert requests
+    for line in requests:
+        assert {"ts", "level", "method", "path", "status", "duration_ms", "request_id"} <= set(line)
+        assert line["model_version"] != "none"
+    assert any(line["status"] == 422 and line["level"] == "info" for line in requests)
+    text = server.log_path.read_text()
+    assert marker not in text
+    assert "secret-value" not in text
+    assert "Traceback" not in text
+    booted = [line for line in lines if line.get("message") == "model loaded"]
+    assert len(booted) == 2  # once per worker
+
+
+def _read_response(connection: socket.socket) -> str:
+    """One whole HTTP/1.1 response (headers and Content-Length bytes of body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += connection.recv(65536)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    declared = re.search(rb"content-length: (\d+)", head.lower())
+    assert declared, head
+    length = int(declared.group(1))
+    while len(rest) < length:
+        rest += connection.recv(65536)
+    return (head + b"\r\n\r\n" + rest).decode()
+
+
+def test_sigterm_drains_readiness_then_finishes_in_flight_requests(
+    tmp_path: Path, trained_artifact_dir: Path
+) -> None:
+    server = start_server(tmp_path, trained_artifact_dir, workers=1, drain_seconds=1.5)
+    body = json.dumps(SETOSA).encode()
+    try:
+        # An in-flight request: headers and half the body sent before the SIGTERM.
+        slow = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        slow.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:20]
+        )
+        time.sleep(0.2)
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+
+        assert server.get("/readyz")[0] == 503  # draining: the load balancer stops sending
+        assert server.get("/livez")[0] == 200
+        assert server.post("/predict", body)[0] == 200  # but requests are still served
+
+        slow.sendall(body[20:])
+        answer = _read_response(slow)
+        slow.close()
+        assert answer.startswith("HTTP/1.1 200"), answer
+        assert '"species":"setosa"' in answer
+
+        assert server.process.wait(timeout=20) == 0
+    finally:
+        server.stop()
+    assert any('"message":"draining"' in line for line in server.log_lines())
+
+
+def test_bad_artifact_makes_the_server_exit_nonzero_with_its_message(
+    tmp_path: Path, trained_artifact_dir: Path
+) -> None:
+    broken = tmp_path / "model"
+    shutil.copytree(trained_artifact_dir, broken)
+    (broken / "model.joblib").write_bytes(b"truncated")
+
+    started = time.monotonic()
+    server = start_server(tmp_path, broken, wait_ready=False, workers=2)
+    code = server.process.wait(timeout=60)
+    elapsed = time.monotonic() - started
+
+    assert code == 3  # gunicorn's "worker failed to boot"
+    assert elapsed < 30
+    lines = server.log_lines()
+    reasons = [line for line in lines if "cannot serve the model" in line]
+    assert reasons, "\n".join(lines)
+    reason = json.loads(reasons[0])
+    assert reason["level"] == "error"
+    assert "corrupted or truncated" in reason["message"]
+    assert "make train" in reason["message"]
+    assert "Traceback" not in server.log_path.read_text()

@@ -1,0 +1,167 @@
+"""Settings, the gunicorn configuration derived from them, and the log formats."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from gunicorn.config import Config
+
+from service.logs import ConsoleFormatter, JsonFormatter, logging_config, resolve_format
+from service.server import WORKER_CLASS, gunicorn_options
+from service.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONTRACT_FIELDS = {
+    "model_dir",
+    "host",
+    "port",
+    "workers",
+    "timeout",
+    "graceful_timeout",
+    "keepalive",
+    "max_body_bytes",
+    "max_batch_rows",
+    "log_level",
+    "log_format",
+    "docs_enabled",
+    "git_revision",
+    "metrics_dir",
+}
+
+
+def test_settings_keep_every_documented_field_with_a_description() -> None:
+    fields = Settings.model_fields
+    assert set(fields) >= CONTRACT_FIELDS
+    for name, field in fields.items():
+        assert field.description, f"IRIS_{name.upper()} has no docstring"
+
+
+def test_settings_come_from_iris_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IRIS_PORT", "9001")
+    monkeypatch.setenv("IRIS_DOCS_ENABLED", "false")
+    monkeypatch.setenv("IRIS_MODEL_DIR", "/srv/model")
+    monkeypatch.setenv("PORT", "1")  # unprefixed variables are not ours
+
+    settings = Settings()
+
+    assert settings.port == 9001
+    assert settings.docs_enabled is False
+    assert settings.model_dir == Path("/srv/model")
+    assert (settings.host, settings.workers, settings.max_body_bytes) == ("127.0.0.1", 2, 65536)
+
+
+def test_docs_configuration_table_lists_every_setting() -> None:
+    text = (REPO_ROOT / "docs" / "service.md").read_text(encoding="utf-8")
+    for name, field in Settings.model_fields.items():
+        assert f"`IRIS_{name.upper()}`" in text, f"IRIS_{name.upper()} missing from docs"
+        first_sentence = (field.description or "").split(";")[0].split(".")[0]
+        assert " ".join(first_sentence.split()) in " ".join(text.split()), name
+
+
+def test_gunicorn_configuration_is_derived_from_settings() -> None:
+    settings = Settings(
+        host="0.0.0.0",  # noqa: S104 - what the container image binds
+        port=8123,
+        workers=3,
+        timeout=11,
+        graceful_timeout=7,
+        keepalive=2,
+        log_level="warning",
+    )
+
+    options = gunicorn_options(settings)
+    config = Config()
+    for key, value in options.items():
+        config.set(key, value)  # gunicorn validates every value
+
+    assert config.bind == ["0.0.0.0:8123"]
+    assert config.workers == 3
+    assert config.worker_class_str == WORKER_CLASS == "uvicorn_worker.UvicornWorker"
+    assert (config.timeout, config.graceful_timeout, config.keepalive) == (11, 7, 2)
+    assert config.loglevel == "warning"
+    assert config.logconfig_dict["loggers"]["iris"]["level"] == "WARNING"
+
+
+def test_ipv6_hosts_are_bracketed() -> None:
+    assert gunicorn_options(Settings(host="::1", port=8000))["bind"] == ["[::1]:8000"]
+
+
+def test_invalid_configuration_exits_2_naming_the_variable(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service"],
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/bin:/bin", "IRIS_PORT": "eighty"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    assert "invalid IRIS_* configuration" in result.stderr
+    assert "port" in result.stderr
+
+
+def test_serving_process_keeps_pandas_out(trained_artifact_dir: Path) -> None:
+    script = f"""
+import sys
+from pathlib import Path
+from service.server import keep_pandas_out
+keep_pandas_out()
+from service.app import create_app
+from service.predict import load_model
+app = create_app()
+app.serve(load_model(Path({str(trained_artifact_dir)!r}), 10))
+body = b'{{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}}'
+assert app.state.model.predict(body)
+print("sklearn" in sys.modules, "pandas" in sys.modules)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False"]
+
+
+def test_json_log_lines_carry_fields_and_tracebacks() -> None:
+    record = logging.LogRecord("iris", logging.INFO, __file__, 1, "model %s", ("loaded",), None)
+    record.fields = {"model_version": "abc", "pid": 7}
+    line = json.loads(JsonFormatter().format(record))
+
+    assert line["level"] == "info"
+    assert line["logger"] == "iris"
+    assert line["message"] == "model loaded"
+    assert (line["model_version"], line["pid"]) == ("abc", 7)
+    assert line["ts"].endswith("+00:00")
+
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = logging.LogRecord("iris", logging.ERROR, __file__, 1, "x", (), sys.exc_info())
+    assert "ValueError: boom" in json.loads(JsonFormatter().format(failed))["exception"]
+
+
+def test_console_lines_are_readable() -> None:
+    record = logging.LogRecord("iris.access", logging.INFO, __file__, 1, "request", (), None)
+    record.fields = {"status": 200}
+
+    assert ConsoleFormatter().format(record).endswith("INFO    iris.access: request status=200")
+
+
+def test_auto_log_format_is_json_off_a_terminal() -> None:
+    assert resolve_format("auto") == "json"  # pytest captures stdout: not a terminal
+    assert resolve_format("console") == "console"
+    config = logging_config("info", "console")
+    assert config["formatters"]["iris"]["()"] == "service.logs.ConsoleFormatter"
