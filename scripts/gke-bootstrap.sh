@@ -30,11 +30,13 @@ ${COMMON_OPTIONS_HELP}
 Bootstrap only:
   --standard            create a GKE Standard cluster instead of Autopilot
   IP_WAIT_SECONDS [600] how long to wait for the production Service's external IP
+  BIND_RETRY_SECONDS [15] pause between tries of an IAM binding a new account is not ready for
 EOF
 }
 
 STANDARD=0
 IP_WAIT_SECONDS="${IP_WAIT_SECONDS:-600}"
+BIND_RETRY_SECONDS="${BIND_RETRY_SECONDS:-15}"
 while (($#)); do
   if parse_common_option "$@"; then shift "$COMMON_SHIFT"; continue; fi
   case "$1" in
@@ -45,6 +47,7 @@ while (($#)); do
 done
 derive_names
 [[ "$IP_WAIT_SECONDS" =~ ^[0-9]+$ ]] || die "IP_WAIT_SECONDS must be a whole number of seconds"
+[[ "$BIND_RETRY_SECONDS" =~ ^[0-9]+$ ]] || die "BIND_RETRY_SECONDS must be a whole number of seconds"
 readonly REPO_URL="https://github.com/${GH_REPOSITORY}.git"
 
 # Describe before create: `ensure LABEL DESCRIBE... -- CREATE...` runs CREATE only when
@@ -76,7 +79,15 @@ ensure_binding() {
     log "exists: ${label}"
   else
     log "binding: ${label}"
-    "${SECOND[@]}"
+    # IAM is eventually consistent: a service account created seconds ago can be refused
+    # as "does not exist" for up to a minute or so. Retry instead of failing the bootstrap.
+    local attempt
+    for attempt in 1 2 3 4 5 6 7 8; do
+      "${SECOND[@]}" && return 0
+      ((attempt < 8)) || die "could not add the binding (${label}); re-run the script to retry"
+      log "retrying in ${BIND_RETRY_SECONDS}s (attempt ${attempt} of 8 failed)"
+      sleep "$BIND_RETRY_SECONDS"
+    done
   fi
 }
 

@@ -53,9 +53,35 @@ until curl --silent --fail --max-time 2 --output /dev/null "${base}/readyz"; do
 done
 echo "smoke-container: ready"
 
-uid="$(docker exec "$cid" id -u)"
-[[ "$uid" == "10001" ]] || fail "the server runs as uid ${uid}, want 10001"
-echo "smoke-container: runs as uid ${uid}"
+# `docker exec` runs as the image's user whatever the server does, so read the owners of
+# the server's own processes instead: PID 1 (gunicorn) and everything it forked. Their
+# real, effective, saved and filesystem uids must all be 10001.
+uids="$(docker exec "$cid" python -c '
+import pathlib
+procs = {}
+for status in pathlib.Path("/proc").glob("[0-9]*/status"):
+    try:
+        fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+    except OSError:
+        continue  # the process ended while we looked
+    procs[int(fields["Pid"])] = (int(fields["PPid"]), fields["Uid"].split())
+server = {1}
+while True:
+    found = {pid for pid, (ppid, _) in procs.items() if ppid in server} - server
+    if not found:
+        break
+    server |= found
+for pid in sorted(server & procs.keys()):
+    print(pid, *procs[pid][1])
+')" || fail "could not read the owners of the server processes"
+[[ -n "$uids" ]] || fail "found no server process in the container"
+while read -r pid real effective saved filesystem; do
+  for uid in "$real" "$effective" "$saved" "$filesystem"; do
+    [[ "$uid" == "10001" ]] ||
+      fail "process ${pid} runs as uid ${uid}, want 10001 (real/effective/saved/fs: ${real} ${effective} ${saved} ${filesystem})"
+  done
+done <<<"$uids"
+echo "smoke-container: all $(wc -l <<<"$uids") server processes run as uid 10001"
 
 body="$(curl --silent --show-error --fail --max-time 5 \
   -H 'Content-Type: application/json' -d "$sample" "${base}/predict")" || fail "POST /predict failed"

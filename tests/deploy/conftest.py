@@ -3,7 +3,7 @@
 Every overlay is rendered with `kubectl kustomize` before anything else looks at
 it, and a render error fails the tests that need it: checkov drops an overlay
 that does not build without saying so. checkov is slow to start, so each of its
-three scans runs once per test session (the three side by side) and the tests
+three scans runs once per test run (the three side by side) and the tests
 read the JSON reports.
 """
 

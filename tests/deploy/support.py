@@ -1,4 +1,4 @@
-"""Helpers shared by the image and manifest tests (fixtures live in conftest.py)."""
+"""Functions shared by the image and manifest tests (fixtures live in conftest.py)."""
 
 from __future__ import annotations
 

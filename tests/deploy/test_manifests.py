@@ -201,6 +201,19 @@ def test_each_overlay_sizes_its_own_autoscaling(renders: dict[str, Render]) -> N
     assert bounds["production"][0] >= 3
 
 
+@pytest.mark.parametrize("overlay_name", OVERLAYS)
+def test_each_overlay_states_its_own_replica_range_and_disruption_budget(
+    deploy_dir: Path, overlay_name: str
+) -> None:
+    folder = deploy_dir / "overlays" / overlay_name
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    patched = {
+        yaml.safe_load((folder / patch["path"]).read_text())["kind"]
+        for patch in kustomization.get("patches", [])
+    }
+    assert {"HorizontalPodAutoscaler", "PodDisruptionBudget"} <= patched
+
+
 def allowed_disruptions(pdb: dict[str, Any], replicas: int) -> int:
     """How many of `replicas` healthy pods the budget lets an eviction take at once."""
     spec = pdb["spec"]

@@ -92,7 +92,7 @@ def test_release_bumps_staging_and_production_changes_only_by_a_merged_promotion
         "-q",
         "--no-ff",
         "-m",
-        "Merge pull request #7",
+        "Merge pull request from promote/staging-to-production",
         "origin/promote/staging-to-production",
     )
     git(dev, "push", "-q", "origin", "main")

@@ -37,6 +37,14 @@ _FAKE = r"""#!/usr/bin/env bash
 { printf '%s' '__TOOL__'; printf '\t%s' "$@"; printf '\n'; } >>"$FAKE_LOG"
 args=" $* "
 state="${FAKE_STATE:-fresh}"
+# FAKE_FAIL_FIRST=<words>: the first call containing them fails, as IAM refuses a binding
+# for a service account it does not see yet.
+if [[ -n "${FAKE_FAIL_FIRST:-}" && "$args" == *"$FAKE_FAIL_FIRST"* ]] &&
+  [[ ! -e "$FAKE_LOG.failed" ]]; then
+  touch "$FAKE_LOG.failed"
+  echo "ERROR: (gcloud) INVALID_ARGUMENT: Service account does not exist." >&2
+  exit 1
+fi
 case '__TOOL__' in
   gcloud)
     case "$args" in
@@ -130,6 +138,7 @@ def run_script(
     """Run `script` with the stand-ins first on PATH; stdin is not a terminal."""
     log = fakes / f"calls-{state}.log"
     log.unlink(missing_ok=True)
+    log.with_name(log.name + ".failed").unlink(missing_ok=True)
     log.touch()
     env = {
         key: value

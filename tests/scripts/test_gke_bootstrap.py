@@ -296,3 +296,26 @@ def test_real_run_refuses_when_argocd_deploys_another_repository(fakes: Path) ->
     assert run.returncode != 0
     assert "python -m gitops set-repo https://github.com/someone-else/" in run.stderr
     assert run.calls == []
+
+
+def test_a_binding_refused_for_a_just_created_service_account_is_retried(fakes: Path) -> None:
+    run = run_script(
+        BOOTSTRAP,
+        ARGS,
+        fakes,
+        state="fresh",
+        extra_env={
+            "FAKE_FAIL_FIRST": "service-accounts add-iam-policy-binding",
+            "BIND_RETRY_SECONDS": "0",
+        },
+    )
+    assert run.returncode == 0, run.stderr
+    bindings = [
+        call
+        for call in run.gcloud()
+        if "service-accounts" in call and "add-iam-policy-binding" in call
+    ]
+    assert len(bindings) == 2, run.render_calls()
+    assert "attempt 1 of 8 failed" in run.stderr
+    # The run went on to Argo CD after the retry.
+    assert run.index("apply", "argocd/root.yaml") > run.calls.index(["gcloud", *bindings[-1]])

@@ -41,6 +41,7 @@ def test_the_delivery_scripts_are_all_found() -> None:
         "scripts/gke-teardown.sh",
         "scripts/gke-common.sh",
         "scripts/install-kustomize.sh",
+        "scripts/fetch-argocd-crds.sh",
         "scripts/smoke-container.sh",
         "scripts/kind/lib.sh",
         "scripts/kind/up.sh",

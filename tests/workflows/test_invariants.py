@@ -7,7 +7,10 @@ anywhere, and that the image reference reaches git only through the bump script.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -294,6 +297,17 @@ def test_ci_builds_and_smoke_tests_the_image_but_never_pushes() -> None:
         assert command in text
 
 
+def test_ci_runs_the_argocd_schema_tests_instead_of_skipping_them() -> None:
+    # tests/argocd skips without the CRDs; CI fetches the pinned ones before `make test`.
+    steps = workflow("ci").jobs["test"]["steps"]
+    runs = [step.get("run", "") for step in steps]
+    (fetch,) = [i for i, run in enumerate(runs) if "scripts/fetch-argocd-crds.sh" in run]
+    (test,) = [i for i, run in enumerate(runs) if run.strip() == "make test"]
+    assert fetch < test
+    assert 'echo "ARGOCD_CRDS_DIR=' in runs[fetch]
+    assert '>> "$GITHUB_ENV"' in runs[fetch]
+
+
 def test_promote_runs_the_gitops_tool_and_opens_a_pull_request() -> None:
     text = "\n".join(workflow("promote").runs())
     assert '-m gitops promote "$FROM_ENV" "$TO_ENV"' in text
@@ -371,3 +385,63 @@ def test_every_script_a_workflow_runs_exists() -> None:
 @WORKFLOWS
 def test_workflow_name_matches_its_file(name: str) -> None:
     assert workflow(name).data["name"] == name
+
+
+# --- release: the first step, run for real --------------------------------------------------------
+
+RELEASE_VARIABLES = {
+    "GCP_PROJECT_ID": "iris-demo-123",
+    "GCP_REGION": "europe-west1",
+    "GAR_REPOSITORY": "iris",
+    "WIF_PROVIDER": "projects/1/locations/global/workloadIdentityPools/github/providers/gh",
+    "WIF_SERVICE_ACCOUNT": "iris-release@iris-demo-123.iam.gserviceaccount.com",
+}
+
+
+def run_release_check(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """The release image job's first `run:` step in bash, as the runner starts it."""
+    (first, *_) = workflow("release").jobs["image"]["steps"]
+    github_env = tmp_path / "github_env"
+    github_env.touch()
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", first["run"]],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={
+            "PATH": os.environ["PATH"],
+            "GITHUB_ENV": str(github_env),
+            "GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567",
+            **env,
+        },
+    )
+    return result, github_env.read_text(encoding="utf-8")
+
+
+def test_release_refuses_to_run_from_another_branch(tmp_path: Path) -> None:
+    result, written = run_release_check(
+        tmp_path, GITHUB_REF="refs/heads/feature", **RELEASE_VARIABLES
+    )
+    assert result.returncode == 1
+    assert "release runs on main only" in result.stdout
+    assert written == ""
+
+
+def test_release_names_every_missing_repository_variable(tmp_path: Path) -> None:
+    present = {
+        k: v for k, v in RELEASE_VARIABLES.items() if k not in {"GCP_REGION", "WIF_PROVIDER"}
+    }
+    result, written = run_release_check(tmp_path, GITHUB_REF="refs/heads/main", **present)
+    assert result.returncode == 1
+    assert "Set the repository variables GCP_REGION WIF_PROVIDER" in result.stdout
+    assert written == ""
+
+
+def test_release_on_main_derives_the_image_name_and_commit_tag(tmp_path: Path) -> None:
+    result, written = run_release_check(tmp_path, GITHUB_REF="refs/heads/main", **RELEASE_VARIABLES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert written.splitlines() == [
+        "IMAGE_NAME=europe-west1-docker.pkg.dev/iris-demo-123/iris/iris-api",
+        "IMAGE_TAG=sha-0123456789ab",
+    ]
