@@ -21,31 +21,21 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/gke-common.sh
 source scripts/gke-common.sh
 
-usage() {
-  cat <<EOF
-Usage: scripts/gke-bootstrap.sh [options]
-
-${COMMON_OPTIONS_HELP}
-
-Bootstrap only:
+OWN_OPTIONS_HELP="Bootstrap only:
   --standard            create a GKE Standard cluster instead of Autopilot
   IP_WAIT_SECONDS [600] how long to wait for the production Service's external IP
-  BIND_RETRY_SECONDS [15] pause between tries of an IAM binding a new account is not ready for
-EOF
-}
+  BIND_RETRY_SECONDS [15] pause between tries of an IAM binding a new account is not ready for"
 
 STANDARD=0
+own_option() {
+  case "$1" in
+    --standard) STANDARD=1 ;;
+    *) return 1 ;;
+  esac
+}
 IP_WAIT_SECONDS="${IP_WAIT_SECONDS:-600}"
 BIND_RETRY_SECONDS="${BIND_RETRY_SECONDS:-15}"
-while (($#)); do
-  if parse_common_option "$@"; then shift "$COMMON_SHIFT"; continue; fi
-  case "$1" in
-    --standard) STANDARD=1; shift ;;
-    -h | --help) usage; exit 0 ;;
-    *) usage >&2; die "unknown option: $1" ;;
-  esac
-done
-derive_names
+parse_options "$@"
 [[ "$IP_WAIT_SECONDS" =~ ^[0-9]+$ ]] || die "IP_WAIT_SECONDS must be a whole number of seconds"
 [[ "$BIND_RETRY_SECONDS" =~ ^[0-9]+$ ]] || die "BIND_RETRY_SECONDS must be a whole number of seconds"
 readonly REPO_URL="https://github.com/${GH_REPOSITORY}.git"

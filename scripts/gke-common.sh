@@ -31,21 +31,33 @@ DEPLOY_SA_NAME [iris-release].'
 die() { echo "${0##*/}: $*" >&2; exit 1; }
 log() { echo "==> $*" >&2; }
 
-# Handles one option shared by both scripts; returns 1 when the option is not one of them.
-# The caller shifts by $COMMON_SHIFT.
-COMMON_SHIFT=0
-parse_common_option() {
-  COMMON_SHIFT=2
-  case "$1" in
-    --project) PROJECT_ID="${2:?--project needs a value}" ;;
-    --region) REGION="${2:?--region needs a value}" ;;
-    --cluster) CLUSTER="${2:?--cluster needs a value}" ;;
-    --registry) REGISTRY="${2:?--registry needs a value}" ;;
-    --github-owner) GH_OWNER="${2:?--github-owner needs a value}" ;;
-    --github-repo) GH_REPO="${2:?--github-repo needs a value}" ;;
-    --dry-run) DRY_RUN=1; COMMON_SHIFT=1 ;;
-    *) return 1 ;;
-  esac
+# Each script defines own_option, which sets what one of its own flags means and returns 1
+# for an option it does not know, and sets OWN_OPTIONS_HELP, printed after the shared help.
+OWN_OPTIONS_HELP=""
+
+usage() {
+  printf 'Usage: scripts/%s [options]\n\n%s\n\n%s\n' "${0##*/}" "$COMMON_OPTIONS_HELP" "$OWN_OPTIONS_HELP"
+}
+
+# Reads the whole command line, then checks the names and derives the ones built from them.
+parse_options() {
+  while (($#)); do
+    case "$1" in
+      --project) PROJECT_ID="${2:?--project needs a value}"; shift 2 ;;
+      --region) REGION="${2:?--region needs a value}"; shift 2 ;;
+      --cluster) CLUSTER="${2:?--cluster needs a value}"; shift 2 ;;
+      --registry) REGISTRY="${2:?--registry needs a value}"; shift 2 ;;
+      --github-owner) GH_OWNER="${2:?--github-owner needs a value}"; shift 2 ;;
+      --github-repo) GH_REPO="${2:?--github-repo needs a value}"; shift 2 ;;
+      --dry-run) DRY_RUN=1; shift ;;
+      -h | --help) usage; exit 0 ;;
+      *)
+        own_option "$1" || { usage >&2; die "unknown option: $1"; }
+        shift
+        ;;
+    esac
+  done
+  derive_names
 }
 
 # Checks the names and derives the ones built from them.

@@ -14,30 +14,20 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/gke-common.sh
 source scripts/gke-common.sh
 
-usage() {
-  cat <<EOF
-Usage: scripts/gke-teardown.sh [options]
-
-${COMMON_OPTIONS_HELP}
-
-Teardown only:
+OWN_OPTIONS_HELP="Teardown only:
   --yes                 do not ask for confirmation
-  --keep-registry       keep the Artifact Registry repository and its images
-EOF
-}
+  --keep-registry       keep the Artifact Registry repository and its images"
 
 ASSUME_YES=0
 KEEP_REGISTRY=0
-while (($#)); do
-  if parse_common_option "$@"; then shift "$COMMON_SHIFT"; continue; fi
+own_option() {
   case "$1" in
-    --yes) ASSUME_YES=1; shift ;;
-    --keep-registry) KEEP_REGISTRY=1; shift ;;
-    -h | --help) usage; exit 0 ;;
-    *) usage >&2; die "unknown option: $1" ;;
+    --yes) ASSUME_YES=1 ;;
+    --keep-registry) KEEP_REGISTRY=1 ;;
+    *) return 1 ;;
   esac
-done
-derive_names
+}
+parse_options "$@"
 
 # Describe before delete: `remove LABEL DESCRIBE... -- DELETE...` runs DELETE only when
 # DESCRIBE succeeds.

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +10,7 @@ import pytest
 import yaml
 
 from tests.argocd.support import Manifest, group_of
+from tests.tools import run_tool
 
 pytestmark = pytest.mark.integration  # renders the overlays with real kustomize
 
@@ -193,18 +192,5 @@ def test_root_application_manages_every_other_argocd_manifest(
 
 
 def test_yamllint_is_clean(repo_root: Path) -> None:
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "yamllint"),
-            "--strict",
-            "--format",
-            "parsable",
-            "argocd",
-        ],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_tool("yamllint", "--strict", "--format", "parsable", "argocd", cwd=repo_root)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.support import OVERLAYS, Render, render, venv_tool
+from tests.deploy.support import OVERLAYS, Render, render
+from tests.tools import venv_tool
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,14 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.tools import glob_regex
 
 OVERLAYS = ("staging", "production")
 # The same renderer `make manifests` uses; KUSTOMIZE="kustomize" picks a standalone binary
@@ -49,14 +50,6 @@ def render(overlay_dir: Path) -> str:
     if result.returncode != 0:
         pytest.fail(f"kustomize cannot render {overlay_dir}:\n{result.stderr}")
     return result.stdout
-
-
-def venv_tool(name: str) -> Path:
-    """A tool from the pinned dev environment, next to the interpreter running the tests."""
-    candidate = Path(sys.executable).parent / name
-    if not candidate.exists():
-        pytest.fail(f"{name} is not installed next to {sys.executable}: run `make dev`")
-    return candidate
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -124,28 +117,13 @@ def assignments(arguments: str) -> dict[str, str]:
     return result
 
 
+# .dockerignore follows Go's filepath.Match, plus `**` for any number of directories.
+DOCKERIGNORE_WILDCARDS = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+
+
 def _pattern_regex(pattern: str) -> re.Pattern[str]:
     """A .dockerignore pattern as a regex over slash-separated relative paths."""
-    pattern = pattern.strip().lstrip("/").rstrip("/")
-    out = ""
-    index = 0
-    while index < len(pattern):
-        if pattern.startswith("**/", index):
-            out += "(?:.*/)?"
-            index += 3
-        elif pattern.startswith("**", index):
-            out += ".*"
-            index += 2
-        elif pattern[index] == "*":
-            out += "[^/]*"
-            index += 1
-        elif pattern[index] == "?":
-            out += "[^/]"
-            index += 1
-        else:
-            out += re.escape(pattern[index])
-            index += 1
-    return re.compile(out)
+    return re.compile(glob_regex(pattern.strip().lstrip("/").rstrip("/"), DOCKERIGNORE_WILDCARDS))
 
 
 def build_context(repo_root: Path) -> list[Path]:

@@ -14,7 +14,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from tests.deploy.support import (
     parse_dockerfile,
     quantity,
 )
+from tests.tools import free_port
 
 BASE_IMAGE = re.compile(
     r"^python:3\.11(\.\d+)?-slim-(?P<debian>bookworm|trixie)@sha256:(?P<digest>[0-9a-f]{64})$"
@@ -298,12 +298,6 @@ def test_train_step_fails_the_build_when_the_quality_gate_fails(
     assert result.returncode != 0
     assert "quality gate failed" in result.stderr
     assert not (context / "artifacts" / "model").exists()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def get(url: str) -> tuple[int, str]:

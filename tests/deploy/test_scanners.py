@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.support import OVERLAYS, Render, clean_env, venv_tool
+from tests.deploy.support import OVERLAYS, Render, clean_env
+from tests.tools import run_tool
 
 # The GKE minor version the manifests target.
 KUBERNETES_VERSION = "1.34.0"
@@ -25,13 +26,7 @@ pytestmark = pytest.mark.xdist_group("deploy-scanners")
 
 
 def kubernetes_validate(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(venv_tool("kubernetes-validate")), "--strict", "-k", KUBERNETES_VERSION, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_tool("kubernetes-validate", "--strict", "-k", KUBERNETES_VERSION, path)
 
 
 def test_rendered_overlay_is_valid_for_the_target_kubernetes_version(rendered: Render) -> None:
@@ -120,35 +115,22 @@ def test_no_checkov_skip_annotation_hides_in_the_manifests(deploy_dir: Path) -> 
 
 
 def test_yamllint_is_clean(repo_root: Path) -> None:
-    result = subprocess.run(
-        [
-            str(venv_tool("yamllint")),
-            "--strict",
-            "--format",
-            "parsable",
-            "deploy",
-            ".checkov.yaml",
-            ".yamllint.yaml",
-        ],
+    result = run_tool(
+        "yamllint",
+        "--strict",
+        "--format",
+        "parsable",
+        "deploy",
+        ".checkov.yaml",
+        ".yamllint.yaml",
         cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_hadolint_is_clean(repo_root: Path) -> None:
     # hadolint exits 1 on any finding, info level included.
-    result = subprocess.run(
-        [str(venv_tool("hadolint")), "--no-color", "Dockerfile"],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_tool("hadolint", "--no-color", "Dockerfile", cwd=repo_root, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -161,50 +143,49 @@ def test_hadolint_ignores_carry_their_reason(repo_root: Path) -> None:
             assert "hadolint" not in reason, f"Dockerfile line {index + 1}: say why, not what"
 
 
-@pytest.mark.integration
-def test_make_manifests_writes_each_rendered_overlay(
-    repo_root: Path, renders: dict[str, Render], tmp_path: Path
-) -> None:
-    if shutil.which("make") is None:
-        pytest.fail("make is not on PATH")
-    # A copy of the repository's Makefile and deploy/, so the real build/ is left alone.
+@pytest.fixture
+def make_copy(repo_root: Path, tmp_path: Path) -> Path:
+    """A copy of the repository's Makefile and deploy/, so the real build/ is left alone."""
     shutil.copy2(repo_root / "Makefile", tmp_path / "Makefile")
     shutil.copytree(repo_root / "deploy", tmp_path / "deploy")
-    result = subprocess.run(
+    return tmp_path
+
+
+def make_manifests(directory: Path) -> subprocess.CompletedProcess[str]:
+    if shutil.which("make") is None:
+        pytest.fail("make is not on PATH")
+    return subprocess.run(
         ["make", "--no-print-directory", "manifests"],
-        cwd=tmp_path,
+        cwd=directory,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
-        env=clean_env(TMPDIR=str(tmp_path)),
+        env=clean_env(TMPDIR=str(directory)),
     )
+
+
+@pytest.mark.integration
+def test_make_manifests_writes_each_rendered_overlay(
+    make_copy: Path, renders: dict[str, Render]
+) -> None:
+    result = make_manifests(make_copy)
     assert result.returncode == 0, result.stdout + result.stderr
     for overlay in OVERLAYS:
-        written = tmp_path / "build" / "manifests" / f"{overlay}.yaml"
+        written = make_copy / "build" / "manifests" / f"{overlay}.yaml"
         assert written.read_text() == renders[overlay].path.read_text()
 
 
 @pytest.mark.integration
 def test_make_manifests_leaves_the_old_files_when_an_overlay_fails_to_render(
-    repo_root: Path, tmp_path: Path
+    make_copy: Path,
 ) -> None:
-    shutil.copy2(repo_root / "Makefile", tmp_path / "Makefile")
-    shutil.copytree(repo_root / "deploy", tmp_path / "deploy")
-    out = tmp_path / "build" / "manifests"
+    out = make_copy / "build" / "manifests"
     out.mkdir(parents=True)
     (out / "staging.yaml").write_text("previous\n")
-    broken = tmp_path / "deploy" / "overlays" / "production" / "kustomization.yaml"
+    broken = make_copy / "deploy" / "overlays" / "production" / "kustomization.yaml"
     broken.write_text(broken.read_text().replace("../../base", "../../no-such-base"))
-    result = subprocess.run(
-        ["make", "--no-print-directory", "manifests"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=clean_env(TMPDIR=str(tmp_path)),
-    )
+    result = make_manifests(make_copy)
     assert result.returncode != 0
     assert (out / "staging.yaml").read_text() == "previous\n"
     assert not (out / "production.yaml").exists()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +10,7 @@ import yaml
 
 from gitops.errors import GitOpsError
 from gitops.imageref import ImageRef
+from tests.tools import run_tool
 
 DATA = Path(__file__).parent / "data"
 CASES: dict[str, list[dict[str, Any]]] = yaml.safe_load((DATA / "refs.yaml").read_text())
@@ -42,12 +41,5 @@ def test_reference_round_trips_through_its_parts() -> None:
 
 
 def test_the_golden_cases_file_is_yamllint_clean(repo_root: Path) -> None:
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "yamllint"), "--strict", str(DATA)],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_tool("yamllint", "--strict", DATA, cwd=repo_root)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -28,6 +28,23 @@ PROJECT = "iris-demo-123"
 PROJECT_NUMBER = "123456789012"
 EXTERNAL_IP = "203.0.113.7"  # TEST-NET-3: documentation addresses, never routed
 
+
+def repository_of_argocd() -> tuple[str, str]:
+    """The GitHub owner and repository that argocd/root.yaml deploys from."""
+    text = (REPO_ROOT / "argocd" / "root.yaml").read_text(encoding="utf-8")
+    match = re.search(
+        r"repoURL:\s*[\"']?https://github\.com/([^/\s]+)/([^/\s\"']+?)(?:\.git)?[\"']?\s*$",
+        text,
+        re.M,
+    )
+    assert match, "argocd/root.yaml has no https://github.com/<owner>/<repo> repoURL"
+    return match.group(1), match.group(2)
+
+
+# The repository argocd/ deploys from: the one real runs must be given (they refuse another).
+OWNER, REPO = repository_of_argocd()
+ARGS = ["--project", PROJECT, "--github-owner", OWNER, "--github-repo", REPO]
+
 # The same recorder for every tool; the answers depend on FAKE_STATE:
 #   fresh         nothing exists yet (describe fails, no IAM bindings)
 #   exists        everything exists and is active
@@ -111,19 +128,63 @@ class Run:
     def render_calls(self) -> str:
         return "\n".join(" ".join(call) for call in self.calls)
 
+    def assert_in_order(self, *steps: tuple[str, ...]) -> None:
+        """The first call of each step (words as for `index`) comes in the order given."""
+        positions = [self.index(*words) for words in steps]
+        assert positions == sorted(positions), f"{steps} out of order:\n{self.render_calls()}"
+
+    def assert_refused(self, message: str) -> None:
+        """The script failed, said `message` on stderr, and called no tool at all."""
+        assert self.returncode != 0, f"exited 0, expected a refusal:\n{self.stdout}"
+        assert message in self.stderr, f"{message!r} not in stderr:\n{self.stderr}"
+        assert self.calls == [], f"a refused run called tools:\n{self.render_calls()}"
+
+
+def write_stand_in(directory: Path, tool: str, script: str) -> None:
+    """Write `script` as the executable `directory/tool`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / tool
+    path.write_text(script, encoding="utf-8")
+    path.chmod(0o755)
+
+
+def run_with_stand_ins(
+    script: Path,
+    args: list[str],
+    stand_ins: Path,
+    log: Path,
+    *,
+    env: dict[str, str],
+    timeout: float,
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run `bash script args` with `stand_ins` first on PATH; stdin is not a terminal.
+
+    `env` is the environment apart from PATH and FAKE_LOG: the stand-ins append a line per
+    call to FAKE_LOG (`log`, emptied first), and those lines are returned with the result.
+    """
+    log.unlink(missing_ok=True)
+    log.touch()
+    result = subprocess.run(
+        ["bash", str(script), *args],
+        capture_output=True,
+        text=True,
+        env={**env, "PATH": f"{stand_ins}{os.pathsep}{os.environ['PATH']}", "FAKE_LOG": str(log)},
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+        check=False,
+    )
+    return result, log.read_text(encoding="utf-8").splitlines()
+
 
 def install_fakes(directory: Path) -> Path:
     """Write gcloud, kubectl and gke-gcloud-auth-plugin stand-ins into `directory`."""
-    directory.mkdir(parents=True, exist_ok=True)
     for tool in ("gcloud", "kubectl", "gke-gcloud-auth-plugin"):
-        path = directory / tool
         text = (
             _FAKE.replace("__TOOL__", tool)
             .replace("__PROJECT_NUMBER__", PROJECT_NUMBER)
             .replace("__EXTERNAL_IP__", EXTERNAL_IP)
         )
-        path.write_text(text, encoding="utf-8")
-        path.chmod(0o755)
+        write_stand_in(directory, tool, text)
     return directory
 
 
@@ -135,11 +196,9 @@ def run_script(
     state: str = "fresh",
     extra_env: dict[str, str] | None = None,
 ) -> Run:
-    """Run `script` with the stand-ins first on PATH; stdin is not a terminal."""
+    """Run `script` with the gcloud and kubectl stand-ins first on PATH."""
     log = fakes / f"calls-{state}.log"
-    log.unlink(missing_ok=True)
     log.with_name(log.name + ".failed").unlink(missing_ok=True)
-    log.touch()
     env = {
         key: value
         for key, value in os.environ.items()
@@ -147,36 +206,14 @@ def run_script(
         if not key.startswith(("GCP_", "GKE_", "GAR_", "GITHUB_", "WIF_", "DEPLOY_SA"))
     }
     env.update(
-        PATH=f"{fakes}{os.pathsep}{os.environ['PATH']}",
-        FAKE_LOG=str(log),
         FAKE_STATE=state,
         # Keep the external-IP wait short if an answer were ever missing.
         IP_WAIT_SECONDS="0",
         **(extra_env or {}),
     )
-    result = subprocess.run(
-        ["bash", str(script), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
-    calls = [line.split("\t") for line in log.read_text(encoding="utf-8").splitlines()]
+    result, lines = run_with_stand_ins(script, args, fakes, log, env=env, timeout=60)
+    calls = [line.split("\t") for line in lines]
     return Run(result.returncode, result.stdout, result.stderr, calls)
-
-
-def repository_of_argocd() -> tuple[str, str]:
-    """The GitHub owner and repository that argocd/root.yaml deploys from."""
-    text = (REPO_ROOT / "argocd" / "root.yaml").read_text(encoding="utf-8")
-    match = re.search(
-        r"repoURL:\s*[\"']?https://github\.com/([^/\s]+)/([^/\s\"']+?)(?:\.git)?[\"']?\s*$",
-        text,
-        re.M,
-    )
-    assert match, "argocd/root.yaml has no https://github.com/<owner>/<repo> repoURL"
-    return match.group(1), match.group(2)
 
 
 # --- the installed gcloud's own command tree --------------------------------------------------

@@ -18,12 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.scripts.support import (
+    ARGS,
     BOOTSTRAP,
-    PROJECT,
     TEARDOWN,
     gcloud_tree,
-    install_fakes,
-    repository_of_argocd,
     run_script,
     unknown_gcloud_flags,
 )
@@ -31,8 +29,6 @@ from tests.scripts.support import (
 # Module-scoped fixtures run once, so every test here shares one xdist worker.
 pytestmark = pytest.mark.xdist_group("gke-command-lines")
 
-OWNER, REPO = repository_of_argocd()
-ARGS = ["--project", PROJECT, "--github-owner", OWNER, "--github-repo", REPO]
 RUNS = [
     (BOOTSTRAP, ARGS, "fresh"),
     (BOOTSTRAP, ARGS, "exists"),
@@ -44,8 +40,7 @@ RUNS = [
 
 
 @pytest.fixture(scope="module")
-def calls(tmp_path_factory: pytest.TempPathFactory) -> list[list[str]]:
-    fakes = install_fakes(tmp_path_factory.mktemp("fake-bin"))
+def calls(fakes: Path) -> list[list[str]]:
     seen: list[list[str]] = []
     for script, args, state in RUNS:
         run = run_script(script, args, fakes, state=state)

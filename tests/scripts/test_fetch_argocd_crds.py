@@ -10,13 +10,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.argocd.support import ARGOCD_VERSION, CRD_FILES, crds_dir
-from tests.scripts.support import REPO_ROOT
+from tests.scripts.support import REPO_ROOT, run_with_stand_ins, write_stand_in
 
 SCRIPT = REPO_ROOT / "scripts" / "fetch-argocd-crds.sh"
 
@@ -34,6 +33,15 @@ done
 """
 
 
+@pytest.fixture
+def local_crds() -> Path:
+    """The CRDs the Argo CD tests read, where this machine has them."""
+    directory = crds_dir(REPO_ROOT)
+    if directory is None:
+        pytest.skip("the Argo CD CRDs are not available locally (ARGOCD_CRDS_DIR)")
+    return directory
+
+
 def pinned_sums() -> dict[str, str]:
     text = SCRIPT.read_text(encoding="utf-8")
     return dict(re.findall(r"^\s+([a-z-]+\.yaml)=([0-9a-f]{64})", text, re.M))
@@ -41,25 +49,16 @@ def pinned_sums() -> dict[str, str]:
 
 def run_fetch(tmp_path: Path, source: Path, dest: Path) -> tuple[int, str, list[str]]:
     fakes = tmp_path / "bin"
-    fakes.mkdir(exist_ok=True)
-    (fakes / "curl").write_text(FAKE_CURL, encoding="utf-8")
-    (fakes / "curl").chmod(0o755)
-    log = tmp_path / "curl.log"
-    log.unlink(missing_ok=True)
-    result = subprocess.run(
-        ["bash", str(SCRIPT), str(dest)],
-        capture_output=True,
-        text=True,
+    write_stand_in(fakes, "curl", FAKE_CURL)
+    result, calls = run_with_stand_ins(
+        SCRIPT,
+        [str(dest)],
+        fakes,
+        tmp_path / "curl.log",
+        env={**os.environ, "FAKE_SOURCE": str(source)},
         timeout=30,
-        check=False,
-        env={
-            **os.environ,
-            "PATH": f"{fakes}{os.pathsep}{os.environ['PATH']}",
-            "FAKE_LOG": str(log),
-            "FAKE_SOURCE": str(source),
-        },
     )
-    urls = [line.split()[-1] for line in log.read_text(encoding="utf-8").splitlines()]
+    urls = [line.split()[-1] for line in calls]
     return result.returncode, result.stderr, urls
 
 
@@ -68,12 +67,9 @@ def test_the_script_pins_both_crds_of_the_version_the_tests_expect() -> None:
     assert f'readonly ARGOCD_VERSION="{ARGOCD_VERSION}"' in SCRIPT.read_text(encoding="utf-8")
 
 
-def test_pinned_sums_are_those_of_the_crds_the_argocd_tests_read() -> None:
-    directory = crds_dir(REPO_ROOT)
-    if directory is None:
-        pytest.skip("the Argo CD CRDs are not available locally (ARGOCD_CRDS_DIR)")
+def test_pinned_sums_are_those_of_the_crds_the_argocd_tests_read(local_crds: Path) -> None:
     for name, digest in pinned_sums().items():
-        assert hashlib.sha256((directory / name).read_bytes()).hexdigest() == digest, name
+        assert hashlib.sha256((local_crds / name).read_bytes()).hexdigest() == digest, name
 
 
 def test_a_download_with_the_wrong_checksum_writes_nothing(tmp_path: Path) -> None:
@@ -90,14 +86,13 @@ def test_a_download_with_the_wrong_checksum_writes_nothing(tmp_path: Path) -> No
     ]
 
 
-def test_one_bad_file_keeps_the_good_one_out_too(tmp_path: Path) -> None:
-    directory = crds_dir(REPO_ROOT)
-    if directory is None:
-        pytest.skip("the Argo CD CRDs are not available locally (ARGOCD_CRDS_DIR)")
+def test_one_bad_file_keeps_the_good_one_out_too(local_crds: Path, tmp_path: Path) -> None:
     source = tmp_path / "upstream"
     source.mkdir()
     # The first file is the real one, the second is not.
-    (source / "application-crd.yaml").write_bytes((directory / "application-crd.yaml").read_bytes())
+    (source / "application-crd.yaml").write_bytes(
+        (local_crds / "application-crd.yaml").read_bytes()
+    )
     dest = tmp_path / "crds"
     returncode, stderr, _ = run_fetch(tmp_path, source, dest)
     assert returncode != 0
@@ -106,17 +101,14 @@ def test_one_bad_file_keeps_the_good_one_out_too(tmp_path: Path) -> None:
 
 
 def test_the_real_files_are_kept_where_the_argocd_tests_look(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    local_crds: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    directory = crds_dir(REPO_ROOT)
-    if directory is None:
-        pytest.skip("the Argo CD CRDs are not available locally (ARGOCD_CRDS_DIR)")
     dest = tmp_path / "crds"
-    returncode, stderr, urls = run_fetch(tmp_path, directory, dest)
+    returncode, stderr, urls = run_fetch(tmp_path, local_crds, dest)
     assert returncode == 0, stderr
     assert len(urls) == 2
     for name in CRD_FILES.values():
-        assert (dest / name).read_bytes() == (directory / name).read_bytes()
+        assert (dest / name).read_bytes() == (local_crds / name).read_bytes()
     # What CI does next: point the Argo CD tests at the directory.
     monkeypatch.setenv("ARGOCD_CRDS_DIR", str(dest))
     assert crds_dir(REPO_ROOT) == dest

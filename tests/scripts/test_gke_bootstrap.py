@@ -18,27 +18,21 @@ from pathlib import Path
 import pytest
 
 from tests.scripts.support import (
+    ARGS,
     BOOTSTRAP,
     EXTERNAL_IP,
     MUTATING_GCLOUD,
+    OWNER,
     PROJECT,
     PROJECT_NUMBER,
+    REPO,
     Run,
-    install_fakes,
-    repository_of_argocd,
     run_script,
 )
+from tests.workflows.support import REPOSITORY_VARIABLES
 
 # Module-scoped fixtures run once, so every test here shares one xdist worker.
 pytestmark = pytest.mark.xdist_group("gke-bootstrap")
-
-OWNER, REPO = repository_of_argocd()
-ARGS = ["--project", PROJECT, "--github-owner", OWNER, "--github-repo", REPO]
-
-
-@pytest.fixture(scope="module")
-def fakes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return install_fakes(tmp_path_factory.mktemp("fake-bin"))
 
 
 @pytest.fixture(scope="module")
@@ -163,51 +157,38 @@ def test_standard_flag_creates_a_standard_cluster_instead_of_autopilot(fakes: Pa
 
 
 def test_dry_run_prints_the_repository_variables_and_how_to_open_argocd(plan: Run) -> None:
-    for name in (
-        "GCP_PROJECT_ID",
-        "GCP_REGION",
-        "GAR_REPOSITORY",
-        "WIF_PROVIDER",
-        "WIF_SERVICE_ACCOUNT",
-    ):
+    for name in REPOSITORY_VARIABLES:
         assert f"{name}=" in plan.stdout
     assert "port-forward service/argocd-server" in plan.stdout
     assert "argocd-initial-admin-secret" in plan.stdout
 
 
 def test_unknown_option_is_refused_before_anything_runs(fakes: Path) -> None:
-    run = run_script(BOOTSTRAP, [*ARGS, "--zone", "x"], fakes)
-    assert run.returncode != 0
-    assert "unknown option: --zone" in run.stderr
-    assert run.calls == []
+    run_script(BOOTSTRAP, [*ARGS, "--zone", "x"], fakes).assert_refused("unknown option: --zone")
 
 
 def test_missing_project_is_refused_with_the_fix(fakes: Path) -> None:
-    run = run_script(BOOTSTRAP, ["--github-owner", OWNER], fakes)
-    assert run.returncode != 0
-    assert "--project" in run.stderr
-    assert run.calls == []
+    run_script(BOOTSTRAP, ["--github-owner", OWNER], fakes).assert_refused("--project")
 
 
 # --- real mode against the stand-ins ------------------------------------------------------------
 
 
 def test_first_run_creates_everything_in_order(first_run: Run) -> None:
-    order = [
-        first_run.index("services", "enable"),
-        first_run.index("repositories", "create"),
-        first_run.index("clusters", "create-auto"),
-        first_run.index("workload-identity-pools", "create"),
-        first_run.index("providers", "create-oidc"),
-        first_run.index("service-accounts", "create"),
-        first_run.index("repositories", "add-iam-policy-binding"),
-        first_run.index("service-accounts", "add-iam-policy-binding"),
-        first_run.index("get-credentials"),
-        first_run.index("create", "namespace"),
-        first_run.index("apply", "--server-side"),
-        first_run.index("apply", "argocd/root.yaml"),
-    ]
-    assert order == sorted(order), first_run.render_calls()
+    first_run.assert_in_order(
+        ("services", "enable"),
+        ("repositories", "create"),
+        ("clusters", "create-auto"),
+        ("workload-identity-pools", "create"),
+        ("providers", "create-oidc"),
+        ("service-accounts", "create"),
+        ("repositories", "add-iam-policy-binding"),
+        ("service-accounts", "add-iam-policy-binding"),
+        ("get-credentials",),
+        ("create", "namespace"),
+        ("apply", "--server-side"),
+        ("apply", "argocd/root.yaml"),
+    )
 
 
 def test_every_create_follows_its_describe(first_run: Run) -> None:
@@ -293,9 +274,7 @@ def test_run_ends_with_the_production_address_and_a_curl(first_run: Run) -> None
 
 def test_real_run_refuses_when_argocd_deploys_another_repository(fakes: Path) -> None:
     run = run_script(BOOTSTRAP, ["--project", PROJECT, "--github-owner", "someone-else"], fakes)
-    assert run.returncode != 0
-    assert "python -m gitops set-repo https://github.com/someone-else/" in run.stderr
-    assert run.calls == []
+    run.assert_refused("python -m gitops set-repo https://github.com/someone-else/")
 
 
 def test_a_binding_refused_for_a_just_created_service_account_is_retried(fakes: Path) -> None:

@@ -10,23 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.scripts.support import (
-    MUTATING_GCLOUD,
-    PROJECT,
-    TEARDOWN,
-    Run,
-    install_fakes,
-    repository_of_argocd,
-    run_script,
-)
-
-OWNER, REPO = repository_of_argocd()
-ARGS = ["--project", PROJECT, "--github-owner", OWNER, "--github-repo", REPO]
-
-
-@pytest.fixture(scope="module")
-def fakes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return install_fakes(tmp_path_factory.mktemp("fake-bin"))
+from tests.scripts.support import ARGS, MUTATING_GCLOUD, TEARDOWN, Run, run_script
 
 
 @pytest.fixture(scope="module")
@@ -52,23 +36,19 @@ def test_dry_run_calls_nothing_and_prints_every_delete(fakes: Path) -> None:
 
 
 def test_without_yes_and_without_a_terminal_nothing_is_deleted(fakes: Path) -> None:
-    run = run_script(TEARDOWN, ARGS, fakes, state="exists")
-    assert run.returncode != 0
-    assert "--yes" in run.stderr
-    assert run.calls == []
+    run_script(TEARDOWN, ARGS, fakes, state="exists").assert_refused("--yes")
 
 
 def test_applications_go_before_the_cluster_and_the_cluster_before_identity(teardown: Run) -> None:
-    order = [
-        teardown.index("delete", "argocd/root.yaml"),
-        teardown.index("wait", "service/iris-api"),
-        teardown.index("clusters", "delete"),
-        teardown.index("providers", "delete"),
-        teardown.index("workload-identity-pools", "delete", "github"),
-        teardown.index("service-accounts", "delete"),
-        teardown.index("repositories", "delete"),
-    ]
-    assert order == sorted(order), teardown.render_calls()
+    teardown.assert_in_order(
+        ("delete", "argocd/root.yaml"),
+        ("wait", "service/iris-api"),
+        ("clusters", "delete"),
+        ("providers", "delete"),
+        ("workload-identity-pools", "delete", "github"),
+        ("service-accounts", "delete"),
+        ("repositories", "delete"),
+    )
 
 
 def test_every_delete_is_quiet_so_it_never_waits_for_a_prompt(teardown: Run) -> None:

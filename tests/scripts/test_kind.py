@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from tests.scripts.support import REPO_ROOT
+from tests.tools import free_port
 
 KIND_DIR = REPO_ROOT / "scripts" / "kind"
 DIGEST = "sha256:" + "ab" * 32
@@ -116,13 +117,6 @@ def test_in_cluster_url_names_the_git_server_service() -> None:
     # The git server reuses Argo CD's image, so it must be the version the loop installs.
     container = git_server_manifests()["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == f"quay.io/argoproj/argocd:{values['ARGOCD_VERSION']}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

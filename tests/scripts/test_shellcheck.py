@@ -6,14 +6,10 @@ The workflows' inline `run:` scripts are shellchecked by actionlint (tests/workf
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
 from tests.scripts.support import REPO_ROOT
-
-SHELLCHECK = Path(sys.executable).parent / "shellcheck"
+from tests.tools import run_tool
 
 
 def shell_scripts() -> list[Path]:
@@ -21,17 +17,8 @@ def shell_scripts() -> list[Path]:
 
 
 def shellcheck(*paths: Path) -> subprocess.CompletedProcess[str]:
-    if not SHELLCHECK.exists():
-        pytest.fail(f"shellcheck is not installed next to {sys.executable}: run `make dev`")
-    return subprocess.run(
-        [str(SHELLCHECK), "--external-sources", "--format=gcc", *map(str, paths)],
-        # `# shellcheck source=scripts/...` directives are relative to the repository root.
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    # `# shellcheck source=scripts/...` directives are relative to the repository root.
+    return run_tool("shellcheck", "--external-sources", "--format=gcc", *paths, cwd=REPO_ROOT)
 
 
 def test_the_delivery_scripts_are_all_found() -> None:

@@ -10,19 +10,14 @@ owners the script asks for; it says nothing about what a real container would re
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.scripts.support import REPO_ROOT
+from tests.scripts.support import REPO_ROOT, run_with_stand_ins, write_stand_in
+from tests.service.conftest import start_server
 
 SCRIPT = REPO_ROOT / "scripts" / "smoke-container.sh"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -47,54 +42,23 @@ esac
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server_port(
     trained_artifact_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[int]:
     """The real service, configured as the image configures it, on a free loopback port."""
-    port = free_port()
-    work = tmp_path_factory.mktemp("smoke-server")
-    env = {key: value for key, value in os.environ.items() if not key.startswith("IRIS_")} | {
-        "IRIS_HOST": "127.0.0.1",
-        "IRIS_PORT": str(port),
-        "IRIS_WORKERS": "1",
-        "IRIS_MODEL_DIR": str(trained_artifact_dir),
-        "IRIS_METRICS_DIR": str(work / "metrics"),
-        "IRIS_GIT_REVISION": REVISION,
-    }
-    log = work / "server.log"
-    with log.open("w") as log_file:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "service"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=log_file,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert server.poll() is None, log.read_text()
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=2):
-                        break
-                except (urllib.error.URLError, OSError):
-                    assert time.monotonic() < deadline, log.read_text()
-                    time.sleep(0.1)
-            yield port
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+    server = start_server(
+        tmp_path_factory.mktemp("smoke-server"),
+        trained_artifact_dir,
+        workers=1,
+        git_revision=REVISION,
+        # The image leaves the log format to the service, as start_server does not.
+        log_format="auto",
+    )
+    try:
+        yield server.port
+    finally:
+        server.stop()
 
 
 @dataclass(frozen=True)
@@ -114,28 +78,21 @@ def smoke(
     revision: str = REVISION,
 ) -> Smoke:
     fakes = tmp_path / "bin"
-    fakes.mkdir()
-    (fakes / "docker").write_text(FAKE_DOCKER, encoding="utf-8")
-    (fakes / "docker").chmod(0o755)
-    log = tmp_path / "docker.log"
-    log.touch()
-    result = subprocess.run(
-        ["bash", str(SCRIPT), "iris-api:ci", revision],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    write_stand_in(fakes, "docker", FAKE_DOCKER)
+    result, calls = run_with_stand_ins(
+        SCRIPT,
+        ["iris-api:ci", revision],
+        fakes,
+        tmp_path / "docker.log",
         env={
             **os.environ,
-            "PATH": f"{fakes}{os.pathsep}{os.environ['PATH']}",
-            "FAKE_LOG": str(log),
             "FAKE_PORT": str(port),
             "FAKE_USER": user,
             "FAKE_UIDS": uids,
             "SMOKE_READY_TIMEOUT": "20",
         },
+        timeout=120,
     )
-    calls = log.read_text(encoding="utf-8").splitlines()
     return Smoke(result.returncode, result.stdout, result.stderr, calls)
 
 

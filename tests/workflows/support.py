@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from tests.tools import glob_regex
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW_DIR = REPO_ROOT / ".github" / "workflows"
 WORKFLOW_NAMES = ("ci", "release", "promote", "e2e")
@@ -25,6 +27,16 @@ PINNED_ACTIONS = {
     "actions/create-github-app-token": ("v3.1.1", "1b10c78c7865c340bc4f6099eb2f838309f1e8c3"),
     "helm/kind-action": ("v1.14.0", "ef37e7f390d99f746eb8b610417061a60e82a6cc"),
 }
+
+# The repository variables release.yml reads; scripts/gke-bootstrap.sh tells the user to
+# set exactly these.
+REPOSITORY_VARIABLES = (
+    "GCP_PROJECT_ID",
+    "GCP_REGION",
+    "GAR_REPOSITORY",
+    "WIF_PROVIDER",
+    "WIF_SERVICE_ACCOUNT",
+)
 
 USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
 
@@ -75,25 +87,13 @@ def all_workflows() -> list[Workflow]:
     return [workflow(name) for name in WORKFLOW_NAMES]
 
 
+GITHUB_WILDCARDS = {"**": ".*", "*": "[^/]*", "?": "[^/]"}
+
+
 def github_glob_matches(pattern: str, path: str) -> bool:
     """Whether a GitHub Actions `paths` pattern matches a file path.
 
     `**` matches any characters including `/`, `*` any except `/`, `?` one character;
     a pattern with no wildcard matches that exact path.
     """
-    regex = ""
-    position = 0
-    while position < len(pattern):
-        if pattern.startswith("**", position):
-            regex += ".*"
-            position += 2
-        elif pattern[position] == "*":
-            regex += "[^/]*"
-            position += 1
-        elif pattern[position] == "?":
-            regex += "[^/]"
-            position += 1
-        else:
-            regex += re.escape(pattern[position])
-            position += 1
-    return re.fullmatch(regex, path) is not None
+    return re.fullmatch(glob_regex(pattern, GITHUB_WILDCARDS), path) is not None

@@ -17,6 +17,7 @@ import pytest
 from tests.workflows.support import (
     PINNED_ACTIONS,
     REPO_ROOT,
+    REPOSITORY_VARIABLES,
     USES_LINE,
     WORKFLOW_DIR,
     WORKFLOW_NAMES,
@@ -230,13 +231,7 @@ def test_release_authenticates_with_workload_identity_from_repository_variables(
         "create_credentials_file": False,
     }
     used = set(re.findall(r"vars\.([A-Z_]+)", workflow("release").text))
-    assert used == {
-        "GCP_PROJECT_ID",
-        "GCP_REGION",
-        "GAR_REPOSITORY",
-        "WIF_PROVIDER",
-        "WIF_SERVICE_ACCOUNT",
-    }
+    assert used == set(REPOSITORY_VARIABLES)
 
 
 def test_checkout_keeps_no_token_except_in_the_jobs_that_push() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.tools import run_tool
 from tests.workflows.support import REPO_ROOT, WORKFLOW_DIR, WORKFLOW_NAMES
 
 # Module-scoped fixtures run once, so every test here shares one xdist worker.
@@ -40,17 +41,7 @@ def tool_env() -> dict[str, str]:
 
 
 def actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
-    if not (VENV_BIN / "actionlint").exists():
-        pytest.fail(f"actionlint is not installed next to {sys.executable}: run `make dev`")
-    return subprocess.run(
-        [str(VENV_BIN / "actionlint"), "-no-color", "-oneline", *map(str, paths)],
-        cwd=REPO_ROOT,
-        env=tool_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_tool("actionlint", "-no-color", "-oneline", *paths, cwd=REPO_ROOT, env=tool_env())
 
 
 def test_shellcheck_is_on_the_path_actionlint_sees() -> None:
@@ -106,28 +97,13 @@ def checkov_report(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, A
     canary = root / "canary" / ".github" / "workflows"
     canary.mkdir(parents=True)
     (canary / "canary.yml").write_text(CANARY, encoding="utf-8")
-    checkov = VENV_BIN / "checkov"
-    if not checkov.exists():
-        pytest.fail(f"checkov is not installed next to {sys.executable}: run `make dev`")
-    result = subprocess.run(
-        [
-            str(checkov),
-            "--framework",
-            "github_actions",
-            "--output",
-            "json",
-            "--compact",
-            "--directory",
-            "ours",
-            "--directory",
-            "canary",
-        ],
+    result = run_tool(
+        "checkov",
+        *("--framework", "github_actions", "--output", "json", "--compact"),
+        *("--directory", "ours", "--directory", "canary"),
         cwd=root,
         env={**tool_env(), "BC_SKIP_MAPPING": "TRUE", "BC_SKIP_DOWNLOAD": "TRUE"},
-        capture_output=True,
-        text=True,
         timeout=300,
-        check=False,
     )
     assert result.returncode in (0, 1), result.stderr
     # One JSON document per scanned directory, printed one after the other.
