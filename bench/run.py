@@ -720,6 +720,8 @@ def main() -> int:
     }
     cfg.results.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=2) + "\n"
+    # Results are committed: name this machine's directories by role, not by path.
+    text = text.replace(str(REPO_ROOT), ".").replace(tempfile.gettempdir(), "$TMPDIR")
     (cfg.results / f"{now.strftime('%Y%m%dT%H%M%SZ')}.json").write_text(text)
     (cfg.results / "latest.json").write_text(text)
     shutil.rmtree(workdir, ignore_errors=True)

@@ -4,8 +4,9 @@
 
 The options come from service.server.gunicorn_options(Settings()), so worker count,
 keep-alive, timeouts, SO_REUSEPORT and app preloading cannot differ between the
-service and the apps it is compared with. Only the service's own hooks (its metrics
-cleanup, its pandas guard) are left out: they belong to the service, not to gunicorn.
+service and the apps it is compared with. The `post_fork` hook is kept, so every app
+parses HTTP with the same slow-header guard (service/protocol.py); the service's other
+hooks (its metrics cleanup, its pandas guard) are left out: they belong to the service.
 """
 
 from __future__ import annotations

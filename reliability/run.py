@@ -107,6 +107,8 @@ def main() -> int:
     }
     results_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=2, default=str) + "\n"
+    # Results are committed: name this machine's directories by role, not by path.
+    text = text.replace(str(REPO_ROOT), ".").replace(tempfile.gettempdir(), "$TMPDIR")
     (results_dir / f"{now.strftime('%Y%m%dT%H%M%SZ')}.json").write_text(text)
     (results_dir / "latest.json").write_text(text)
     print()

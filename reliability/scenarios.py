@@ -386,7 +386,7 @@ def worker_crash(
     out.requests = result.sent
     out.failures = len(result.failures) + result.non_2xx
     out.figure = (
-        f"{out.failures} failed request(s) (bound {connections}); replacement forked after "
+        f"{out.failures} failed request(s) (bound {2 * connections}); replacement forked after "
         f"{spawned_s:.2f} s, serving after {serving_s:.2f} s; throughput "
         f"{before[len(before) // 2]:,.0f} -> {after[len(after) // 2]:,.0f} req/s; worker CPU "
         f"at the end {'/'.join(f'{c:.0%}' for c in shares.values())}"
@@ -400,7 +400,12 @@ def worker_crash(
         "worker_cpu_last_2s": {str(pid): round(c, 3) for pid, c in shares.items()},
     }
     out.check("no non-2xx response", result.non_2xx == 0)
-    out.check(f"failed requests <= connections ({connections})", out.failures <= connections)
+    # Each worker owns its SO_REUSEPORT socket, so the kill loses the requests in flight on
+    # its keep-alive connections and the connections still queued on its socket, which the
+    # kernel resets; a client that reconnects during the teardown can land in that queue
+    # once more. Twice the connection count bounds both.
+    bound = 2 * connections
+    out.check(f"failed requests <= 2 x connections ({bound})", out.failures <= bound)
     out.check("failures only at the kill", len(failed_after_kill) == len(result.failures))
     out.check("master survived and runs 2 workers", master_alive and len(final_workers) == 2)
     out.check(f"replacement serving within {recovery_bound_s:g} s", serving_s <= recovery_bound_s)

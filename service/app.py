@@ -9,7 +9,11 @@ metadata, /metrics, the docs, errors on unknown paths) is ordinary FastAPI. The
 prediction routes are also declared as FastAPI routes calling the same functions, so
 /docs and /openapi.json describe them.
 
-The model is loaded once per worker, in the lifespan, and kept on `app.state`.
+Under gunicorn the master loads and verifies the model once, before it forks
+(`IrisApp.preload`, called by service.server), and every worker starts serving that copy
+in its lifespan; without a preloaded model (an app built by `create_app` alone, as the
+tests do) the lifespan loads it. Either way it is kept on `app.state` once the worker
+serves it.
 """
 
 from __future__ import annotations
@@ -36,12 +40,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 from model.artifact import ArtifactError
 from service import metrics
+from service.deadlines import BodyDeadlines
 from service.errors import (
     JSON,
     BadRequestError,
     NotFoundError,
     NotReadyError,
     PayloadTooLargeError,
+    RequestTimeoutError,
     ServiceError,
     UnsupportedMediaTypeError,
     error_body,
@@ -94,10 +100,22 @@ class IrisApp(FastAPI):
         self.state.model = None
         self.state.draining = False
         self.state.boot_error = None
+        # Loaded before the server forks, served by each worker once its lifespan starts.
+        self.preloaded: ServedModel | None = None
         # path -> (route label, handler); filled once the model is loaded.
         self._hot: dict[str, tuple[str, HotHandler]] = {}
         self._model_version = "none"
         self._request_log = RequestLog(settings.log_format)
+        self._body_deadlines = BodyDeadlines(settings.body_timeout)
+
+    def preload(self) -> None:
+        """Load and verify the model now, for the workers this process will fork.
+
+        service.server calls it in the gunicorn master: a bad artifact then stops the
+        server before any worker starts, and the workers share the loaded model
+        copy-on-write instead of each unpickling it. Raises model.artifact.ArtifactError.
+        """
+        self.preloaded = _load(self.settings)
 
     def serve(self, model: ServedModel) -> None:
         """Start answering with `model` (called by the lifespan once it is loaded)."""
@@ -122,6 +140,43 @@ class IrisApp(FastAPI):
         else:
             await super().__call__(scope, receive, send)
 
+    async def _read_body(self, receive: Receive, content_length: bytes | None) -> bytes:
+        """The whole request body, within the size limit and the body timeout."""
+        limit = self.settings.max_body_bytes
+        if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+            raise _too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        task = asyncio.current_task()
+        if task is None:  # ASGI servers run every request in a task
+            raise RuntimeError("request bodies are read inside a task")
+        deadlines = self._body_deadlines
+        deadlines.watch(task)
+        try:
+            while True:
+                # The only await between watch() and forget(): a deadline that passes
+                # cancels the task here.
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _ClientDisconnectedError
+                chunk: bytes = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        except asyncio.CancelledError:
+            if not deadlines.expired(task):
+                raise  # shutdown or disconnect: not ours to answer
+            task.uncancel()
+            raise RequestTimeoutError(
+                f"the request body did not arrive within {self.settings.body_timeout:g} s "
+                "(IRIS_BODY_TIMEOUT)"
+            ) from None
+        finally:
+            deadlines.forget(task)
+
     def _concise_lifespan(self, send: Send) -> Send:
         # Starlette reports a failed startup with the whole traceback; the server logs
         # that text. A rejected artifact is an operator's problem with a known fix, so
@@ -141,6 +196,7 @@ class IrisApp(FastAPI):
         content_length: bytes | None = None
         request_id: bytes | None = None
         binary_tensors = False
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value
@@ -150,8 +206,13 @@ class IrisApp(FastAPI):
                 request_id = value if _REQUEST_ID.fullmatch(value) else None
             elif name == b"inference-header-content-length":
                 binary_tensors = True
+            elif name == b"transfer-encoding":
+                chunked = True
         if request_id is None:
             request_id = os.urandom(8).hex().encode()
+        # A body nobody reads is left to the server, which waits for it with no time
+        # limit; answering with `Connection: close` ends the connection instead.
+        unread_body = chunked or (content_length is not None and content_length != b"0")
 
         status = 500
         started = False
@@ -161,7 +222,10 @@ class IrisApp(FastAPI):
             if message["type"] == "http.response.start":
                 status = message["status"]
                 started = True
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
+                headers = [*message.get("headers", ()), (b"x-request-id", request_id)]
+                if unread_body:
+                    headers.append((b"connection", b"close"))
+                message["headers"] = headers
             await send(message)
 
         hot = self._hot.get(path) if method == "POST" else None
@@ -174,7 +238,8 @@ class IrisApp(FastAPI):
                         "the binary tensor data extension is not supported: send tensors "
                         "as JSON (tritonclient: binary_data=False)"
                     )
-                body = await _read_body(receive, content_length, self.settings.max_body_bytes)
+                body = await self._read_body(receive, content_length)
+                unread_body = False
                 if hot is not None:
                     await _respond(send_with_id, 200, hot[1](body))
                 else:
@@ -182,6 +247,19 @@ class IrisApp(FastAPI):
             else:
                 # No route takes a body here: FastAPI answers (404, 405, ...) unread.
                 await super().__call__(scope, receive, send_with_id)
+        except RequestTimeoutError as exc:
+            log.info(
+                "request body timed out",
+                extra={
+                    "fields": {
+                        "request_id": request_id.decode(),
+                        "path": path,
+                        "body_timeout_s": self.settings.body_timeout,
+                    }
+                },
+            )
+            if not started:
+                await _respond(send_with_id, exc.status_code, error_body(path, exc.detail))
         except ServiceError as exc:
             if not started:
                 await _respond(send_with_id, exc.status_code, error_body(path, exc.detail))
@@ -227,24 +305,6 @@ def _check_content_type(content_type: bytes | None) -> None:
     if media_type != b"application/json":
         shown = content_type.decode("latin-1")[:100]
         raise UnsupportedMediaTypeError(f"Content-Type must be application/json, got '{shown}'")
-
-
-async def _read_body(receive: Receive, content_length: bytes | None, limit: int) -> bytes:
-    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
-        raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientDisconnectedError
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _too_large(limit: int) -> PayloadTooLargeError:
@@ -315,17 +375,10 @@ def _install_drain_handler(app: IrisApp, delay: float) -> Callable[[], None]:
     return restore
 
 
-@asynccontextmanager
-async def _lifespan(app: IrisApp) -> AsyncIterator[None]:
-    """Load the model once per worker; a rejected artifact fails the worker's startup."""
-    settings = app.settings
+def _load(settings: Settings) -> ServedModel:
+    """Load and verify the artifact and pick its predictor, with one log line."""
     started = time.perf_counter()
-    try:
-        model = load_model(settings.model_dir, settings.max_batch_rows)
-    except ArtifactError as exc:
-        app.state.boot_error = f"cannot serve the model: {exc}"
-        raise
-    app.serve(model)
+    model = load_model(settings.model_dir, settings.max_batch_rows)
     log.info(
         "model loaded",
         extra={
@@ -334,6 +387,31 @@ async def _lifespan(app: IrisApp) -> AsyncIterator[None]:
                 "inference": model.predictor.name,
                 "model_dir": str(settings.model_dir),
                 "load_ms": round((time.perf_counter() - started) * 1000, 1),
+                "pid": os.getpid(),
+            }
+        },
+    )
+    return model
+
+
+@asynccontextmanager
+async def _lifespan(app: IrisApp) -> AsyncIterator[None]:
+    """Serve the preloaded model, or load it here; a rejected artifact fails the startup."""
+    settings = app.settings
+    model = app.preloaded
+    if model is None:
+        try:
+            model = _load(settings)
+        except ArtifactError as exc:
+            app.state.boot_error = f"cannot serve the model: {exc}"
+            raise
+    app.serve(model)
+    log.info(
+        "worker serving",
+        extra={
+            "fields": {
+                "model_version": model.version,
+                "preloaded": model is app.preloaded,
                 "pid": os.getpid(),
             }
         },
@@ -357,6 +435,7 @@ def _json(body: bytes) -> Response:
 
 
 _PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
+    408: {"model": ErrorDetail, "description": "Body not received within IRIS_BODY_TIMEOUT."},
     413: {"model": ErrorDetail, "description": "Body or batch over the documented limit."},
     415: {"model": ErrorDetail, "description": "Content-Type is not application/json."},
     422: {"model": ErrorDetail, "description": "A field is missing, unknown or out of range."},
@@ -364,6 +443,7 @@ _PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
 _V2_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": V2Error, "description": "Malformed request: wrong shape, datatype or value."},
     404: {"model": V2Error, "description": "Unknown model or version."},
+    408: {"model": V2Error, "description": "Body not received within IRIS_BODY_TIMEOUT."},
     413: {"model": V2Error, "description": "Body or batch over the documented limit."},
     415: {"model": V2Error, "description": "Content-Type is not application/json."},
 }

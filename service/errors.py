@@ -46,6 +46,12 @@ class NotFoundError(ServiceError):
     status_code = 404
 
 
+class RequestTimeoutError(ServiceError):
+    """The client did not send its whole body within IRIS_BODY_TIMEOUT (408)."""
+
+    status_code = 408
+
+
 class PayloadTooLargeError(ServiceError):
     """Body or batch over the documented limit (413)."""
 

@@ -2,14 +2,16 @@
 
 They are the hot path: the app calls them straight from its ASGI entry point (see
 service.app), skipping routing and dependency injection, and the FastAPI routes that
-document them call the very same functions. Parsing and validation are pydantic-core
-(Rust) on the raw bytes; the response is built as dicts and serialised by orjson.
+document them call the very same functions. Single rows are parsed and validated by
+pydantic-core (Rust) on the raw bytes. A batch is parsed by orjson and checked in one
+pass straight into a float array (`batch_rows`); only a batch that fails that check goes
+through the pydantic model, whose error is the answer. Responses are built as dicts and
+serialised by orjson.
 """
 
 from __future__ import annotations
 
 import math
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,53 @@ from service.schemas import (
 V2_OUTPUTS = ("label", "probabilities")
 V2_DATATYPES = {"FP32": np.float32, "FP64": np.float64}
 _N_FEATURES = len(FEATURE_NAMES)
+# Unpacked once: the response of a batch names the three classes in literal dicts, which
+# is twice as fast as dict(zip(...)) per row. Fails at import if the contract changes.
+_SETOSA, _VERSICOLOR, _VIRGINICA = CLASS_NAMES
+# JSON numbers as orjson returns them; bool is a subclass of int, and type() tells it apart.
+_NUMBER_TYPES = frozenset({float, int})
+
+
+def batch_rows(body: bytes) -> npt.NDArray[np.float64] | None:
+    """The rows of a /predict/batch body that is plainly valid, else None.
+
+    Plainly valid: a JSON object holding only `instances`, a non-empty list of objects
+    each holding exactly the four features as JSON numbers (not booleans) in the
+    accepted range. The checks are the ones `BatchRequest` makes, done on what orjson
+    parsed instead of on 100 model instances. None means "let BatchRequest decide": the
+    caller then validates the body with it, so every refused body gets exactly the error
+    the model gives (tests/service/test_batch_parsing.py holds the two paths together).
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if type(data) is not dict or len(data) != 1:
+        return None
+    instances = data.get("instances")
+    if type(instances) is not list or not instances:
+        return None
+    first, second, third, fourth = FEATURE_NAMES
+    try:
+        # Only a dict can be indexed by a str key here: a list, str, number or null
+        # raises TypeError, a missing feature KeyError.
+        values = [
+            value
+            for instance in instances
+            for value in (instance[first], instance[second], instance[third], instance[fourth])
+        ]
+    except (KeyError, TypeError):
+        return None
+    # Each object holds the four features; equal totals mean none holds anything else.
+    if sum(map(len, instances)) != len(values):
+        return None
+    if not _NUMBER_TYPES.issuperset(map(type, values)):
+        return None
+    rows = np.array(values, dtype=np.float64).reshape(-1, _N_FEATURES)
+    # orjson refuses NaN and Infinity, and NaN would fail these comparisons anyway.
+    if not ((rows > MIN_CM) & (rows <= MAX_CM)).all():
+        return None
+    return rows
 
 
 def _invalid(exc: ValidationError) -> InvalidInputError:
@@ -78,18 +127,10 @@ class ServedModel:
 
     def predict_batch(self, body: bytes) -> bytes:
         """POST /predict/batch: a BatchRequest in, a BatchResponse out."""
-        try:
-            batch = BatchRequest.model_validate_json(body)
-        except ValidationError as exc:
-            raise _invalid(exc) from None
-        self._check_rows(len(batch.instances))
-        # Field order is FEATURE_NAMES (schemas.py checks it), so the values of each
-        # instance are its row; one flat pass is faster than a tuple per row.
-        rows = np.fromiter(
-            chain.from_iterable([m.__dict__.values() for m in batch.instances]),
-            dtype=np.float64,
-            count=len(batch.instances) * _N_FEATURES,
-        ).reshape(-1, _N_FEATURES)
+        rows = batch_rows(body)
+        if rows is None:
+            rows = _rows_through_the_model(body)
+        self._check_rows(len(rows))
         indices, probabilities = self.predictor.predict(rows)
         self._count(indices)
         names = CLASS_NAMES
@@ -99,9 +140,11 @@ class ServedModel:
                     {
                         "species": names[index],
                         "class_index": index,
-                        "probabilities": dict(zip(names, row, strict=True)),
+                        "probabilities": {_SETOSA: p0, _VERSICOLOR: p1, _VIRGINICA: p2},
                     }
-                    for index, row in zip(indices.tolist(), probabilities.tolist(), strict=True)
+                    for index, (p0, p1, p2) in zip(
+                        indices.tolist(), probabilities.tolist(), strict=True
+                    )
                 ],
                 "model_version": self.version,
             }
@@ -218,6 +261,17 @@ class ServedModel:
                 {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(CLASS_NAMES)]},
             ],
         }
+
+
+def _rows_through_the_model(body: bytes) -> npt.NDArray[np.float64]:
+    """Validate a batch with BatchRequest: its error (422) is the answer to a bad body."""
+    try:
+        batch = BatchRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    # batch_rows refuses only what BatchRequest refuses (the parity test checks it), so
+    # this is not reached with a valid body; if it were, the rows are still right.
+    return np.array([m.row() for m in batch.instances], dtype=np.float64)
 
 
 def load_model(model_dir: Path, max_batch_rows: int) -> ServedModel:

@@ -7,6 +7,7 @@ is the only one there is.
 
 from __future__ import annotations
 
+import gc
 import importlib.abc
 import importlib.machinery
 import logging
@@ -26,6 +27,12 @@ from service.settings import Settings
 
 WORKER_CLASS = "uvicorn_worker.UvicornWorker"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+BAD_ARTIFACT_EXIT = 3
+"""Exit status when the artifact cannot be served: gunicorn's own "worker failed to boot"."""
+
+
+class _BadArtifactError(Exception):
+    """The master could not load the artifact; it has logged why."""
 
 
 class _RefusePandas(importlib.abc.MetaPathFinder):
@@ -79,6 +86,17 @@ def _child_exit(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
+def _guard_headers(settings: Settings) -> Any:
+    """gunicorn's post_fork hook: the worker's uvicorn parses with service.protocol's guard."""
+    from service.protocol import GuardedHttpToolsProtocol
+
+    def post_fork(server: Any, worker: Any) -> None:
+        GuardedHttpToolsProtocol.header_timeout = settings.body_timeout
+        worker.config.http = GuardedHttpToolsProtocol
+
+    return post_fork
+
+
 def _when_ready(server: Any) -> None:
     # With reuse_port the master holds no socket, so gunicorn's own "Listening at"
     # line has no address; say where the workers listen.
@@ -100,9 +118,9 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         # race can take every keep-alive connection of a client while the other idles
         # (seen in about one benchmark run in five), halving throughput.
         "reuse_port": True,
-        # Import the app and its libraries once in the master: workers fork with the
-        # modules already loaded (faster cold start, shared memory). The model itself is
-        # still loaded per worker, by the app's lifespan.
+        # Import the app and its libraries, and load the model, once in the master:
+        # workers fork with all of it in memory (shared copy-on-write) and serve at once,
+        # and a bad artifact stops the server before any worker starts (IrisServer.load).
         "preload_app": True,
         "proc_name": "iris-api",
         "loglevel": settings.log_level,
@@ -116,6 +134,8 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "worker_tmp_dir": str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None,
         "child_exit": _child_exit,
         "when_ready": _when_ready,
+        # uvicorn limits neither the time nor the size of request headers; this does.
+        "post_fork": _guard_headers(settings),
     }
 
 
@@ -130,15 +150,33 @@ def _application(settings: Settings) -> Any:
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
+            # gunicorn calls this in the master before it forks (preload_app).
+            from model.artifact import ArtifactError
             from service.app import app
 
+            try:
+                app.preload()
+            except ArtifactError as exc:
+                logging.getLogger("iris").error("cannot serve the model: %s", exc)
+                raise _BadArtifactError from None
+            # Python's advice for servers that fork without exec: no collections while
+            # the long-lived objects are built, then freeze them so that no worker's
+            # collector ever writes to (and so copies) their pages. Collecting during
+            # start-up cost ~0.2 s of it and would free less than 1 MiB.
+            gc.freeze()
+            gc.enable()
             return app
 
     return IrisServer()
 
 
 def main() -> int:
-    """Start the server; returns gunicorn's exit status (non-zero when a worker cannot boot)."""
+    """Start the server; returns gunicorn's exit status (non-zero when a worker cannot boot).
+
+    Returns BAD_ARTIFACT_EXIT, before any worker starts, when the artifact fails its check.
+    """
+    # Re-enabled in IrisServer.load once the app and the model are built (see there).
+    gc.disable()
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -153,6 +191,8 @@ def main() -> int:
     try:
         # gunicorn ends the master with sys.exit(status): 3 when a worker cannot boot.
         _application(settings).run()
+    except _BadArtifactError:
+        return BAD_ARTIFACT_EXIT
     except HaltServer as halt:
         # When several workers fail to boot at once, gunicorn 27 meets the second
         # failure while halting for the first and lets HaltServer escape; report it

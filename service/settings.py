@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(default=1000, ge=1)
     """Most rows accepted in one batch request (/predict/batch, v2 infer); more get 413."""
 
+    body_timeout: float = Field(default=10.0, gt=0, le=300)
+    """Seconds a client gets to send the request line and headers, and again the whole body;
+    a slower one gets 408 and is disconnected."""
+
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     """Lowest level logged, for the service and gunicorn alike."""
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+import service.app
 from model.artifact import CLASS_NAMES, ArtifactError, load
 from service.app import create_app
 from service.settings import Settings
@@ -143,6 +144,34 @@ def test_health_endpoints_report_a_loaded_model(client: TestClient) -> None:
     assert client.get("/v2/health/live").status_code == 200
     assert client.get("/v2/health/ready").json() == {"ready": True}
     assert client.get("/v2/models/iris/ready").json() == {"ready": True}
+
+
+def test_a_preloaded_model_is_served_without_loading_again_once_the_worker_starts(
+    service_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = create_app(service_settings)
+    app.preload()  # what the gunicorn master does before it forks
+    preloaded = app.preloaded
+    assert preloaded is not None
+
+    def no_second_load(*args: Any) -> None:
+        raise AssertionError("the worker unpickled the model again")
+
+    monkeypatch.setattr(service.app, "load_model", no_second_load)
+    # A worker not started yet (no lifespan) is not ready, preloaded model or not.
+    assert TestClient(app).get("/readyz").json() == {"status": "loading"}
+    with TestClient(app) as worker:
+        assert worker.get("/readyz").json() == {"status": "ok"}
+        assert app.state.model is preloaded
+        assert worker.post("/predict", json=SETOSA).json()["species"] == "setosa"
+
+
+def test_a_broken_artifact_fails_the_preload_with_the_artifact_message(tmp_path: Path) -> None:
+    app = create_app(Settings(model_dir=tmp_path / "nowhere"))
+
+    with pytest.raises(ArtifactError, match="does not exist"):
+        app.preload()
+    assert app.preloaded is None
 
 
 def test_readyz_is_503_while_draining(service_settings: Settings) -> None:

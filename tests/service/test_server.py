@@ -163,8 +163,12 @@ def test_request_lines_are_json_with_request_id_and_no_body(server: ServerProces
     assert marker not in text
     assert "secret-value" not in text
     assert "Traceback" not in text
-    booted = [line for line in lines if line.get("message") == "model loaded"]
-    assert len(booted) == 2  # once per worker
+    # The master loads the model once; both workers serve that copy.
+    loaded = [line for line in lines if line.get("message") == "model loaded"]
+    assert [line["pid"] for line in loaded] == [server.process.pid]
+    serving = [line for line in lines if line.get("message") == "worker serving"]
+    assert sorted(line["pid"] for line in serving) == sorted(server.worker_pids())
+    assert all(line["preloaded"] for line in serving)
 
 
 def _read_response(connection: socket.socket) -> str:
@@ -229,6 +233,8 @@ def test_bad_artifact_makes_the_server_exit_nonzero_with_its_message(
     assert code == 3  # gunicorn's "worker failed to boot"
     assert elapsed < 30
     lines = server.log_lines()
+    # Checked in the master before any worker is forked.
+    assert not any("Booting worker" in line for line in lines), "\n".join(lines)
     reasons = [line for line in lines if "cannot serve the model" in line]
     assert reasons, "\n".join(lines)
     reason = json.loads(reasons[0])

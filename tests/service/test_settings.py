@@ -135,6 +135,36 @@ print("sklearn" in sys.modules, "pandas" in sys.modules)
     assert result.stdout.split() == ["True", "False"]
 
 
+def test_the_master_preloads_the_model_then_freezes_it_for_the_workers(
+    trained_artifact_dir: Path,
+) -> None:
+    # What gunicorn calls in the master before forking, with the collector off as
+    # `python -m service` starts it.
+    script = """
+import gc
+gc.disable()
+from service.server import _application
+from service.settings import Settings
+app = _application(Settings()).load()
+print(app.preloaded is not None, app.state.model is None, gc.isenabled(), gc.get_freeze_count())
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/bin:/bin", "IRIS_MODEL_DIR": str(trained_artifact_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    preloaded, not_served_yet, collecting, frozen = result.stdout.split()
+    assert (preloaded, not_served_yet, collecting) == ("True", "True", "True")
+    # Everything built at start-up is out of the collector's reach in the workers.
+    assert int(frozen) > 100_000
+
+
 def test_json_log_lines_carry_fields_and_tracebacks() -> None:
     record = logging.LogRecord("iris", logging.INFO, __file__, 1, "model %s", ("loaded",), None)
     record.fields = {"model_version": "abc", "pid": 7}

@@ -1,0 +1,156 @@
+"""uvicorn's HTTP/1.1 protocol with the two limits on request headers that it lacks.
+
+The app only sees a request once its headers are complete, so it cannot protect itself
+from a client that is slow or endless in sending them. uvicorn (0.54, httptools parser)
+bounds neither: a connection that sends nothing, or one header byte a second, is held
+forever, and a client streaming header lines grew a worker by 110 MiB for 100 MB sent.
+This subclass adds a deadline for the request line and headers (the body timeout,
+IRIS_BODY_TIMEOUT, counted from the connection or from the request's first byte) and a
+cap on their size (MAX_HEADER_BYTES); either ends the connection with a JSON 408 or 431.
+service.server installs it in every worker (gunicorn's post_fork hook).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, ClassVar
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from service.logs import SERVICE_LOGGER
+
+MAX_HEADER_BYTES = 64 * 1024
+"""Request line plus headers; common servers allow 8-32 KiB, this API's clients send < 1 KiB."""
+
+log = logging.getLogger(SERVICE_LOGGER)
+
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+class _PendingHeaders:
+    """The connections of this process still waiting for a request's headers.
+
+    One sweep per event loop, while any connection is waiting, instead of a timer per
+    request (scheduling and cancelling one costs ~2.5 us a request).
+    """
+
+    def __init__(self) -> None:
+        self.waiting: set[GuardedHttpToolsProtocol] = set()
+        self._sweeping: asyncio.AbstractEventLoop | None = None
+
+    def add(self, protocol: GuardedHttpToolsProtocol, loop: asyncio.AbstractEventLoop) -> None:
+        self.waiting.add(protocol)
+        if self._sweeping is not loop:
+            self._sweeping = loop
+            loop.call_later(GuardedHttpToolsProtocol.sweep_interval(), self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._sweeping is not loop:
+            return
+        now = loop.time()
+        late = [p for p in self.waiting if p.header_deadline is None or p.header_deadline <= now]
+        for protocol in late:
+            self.waiting.discard(protocol)
+            if protocol.header_deadline is not None:
+                protocol.headers_timed_out()
+        if self.waiting:
+            loop.call_later(GuardedHttpToolsProtocol.sweep_interval(), self._sweep, loop)
+        else:
+            self._sweeping = None
+
+
+_pending = _PendingHeaders()
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol that cuts off slow or oversized request headers."""
+
+    header_timeout: ClassVar[float] = 10.0
+    """Seconds a client gets for a request line and headers (set from IRIS_BODY_TIMEOUT)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # When the current request's headers must be complete; None once they are.
+        self.header_deadline: float | None = None
+        self._header_bytes = 0
+
+    @classmethod
+    def sweep_interval(cls) -> float:
+        """How often waiting connections are checked: late by at most this much."""
+        return min(1.0, cls.header_timeout / 4)
+
+    def _start_header_clock(self) -> None:
+        if self.header_deadline is None:
+            self.header_deadline = self.loop.time() + self.header_timeout
+            self._header_bytes = 0
+            _pending.add(self, self.loop)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """A new connection owes its first request line from now on."""
+        super().connection_made(transport)
+        self._start_header_clock()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Stop watching a connection that is gone."""
+        self.header_deadline = None
+        _pending.waiting.discard(self)
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        """The first byte of a request (on a kept-alive connection) starts the clock."""
+        super().on_message_begin()
+        self._start_header_clock()
+
+    def on_headers_complete(self) -> None:
+        """Headers in time and in size: the request goes to the app as usual."""
+        self.header_deadline = None
+        _pending.waiting.discard(self)
+        super().on_headers_complete()
+
+    def data_received(self, data: bytes) -> None:
+        """Parse as uvicorn does, then count the bytes of headers still incomplete."""
+        super().data_received(data)
+        # Still waiting for headers after this chunk: all of it was request line and
+        # headers (or a pipelined request's start: counted too, erring on the safe side).
+        if self.header_deadline is not None and not self.transport.is_closing():
+            self._header_bytes += len(data)
+            if self._header_bytes > MAX_HEADER_BYTES:
+                log.info(
+                    "request headers too large",
+                    extra={"fields": {"limit_bytes": MAX_HEADER_BYTES}},
+                )
+                self._refuse(
+                    431, f"request line and headers are larger than {MAX_HEADER_BYTES} bytes"
+                )
+
+    def headers_timed_out(self) -> None:
+        """Called by the sweep when the deadline passed before the headers were complete."""
+        self.header_deadline = None
+        if self.transport.is_closing():
+            return
+        log.info(
+            "request headers timed out",
+            extra={"fields": {"received_bytes": self._header_bytes}},
+        )
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined request dawdles while the previous response is being written:
+            # no room for an answer of our own.
+            self.transport.close()
+            return
+        self._refuse(
+            408,
+            f"the request line and headers did not arrive within {self.header_timeout:g} s "
+            "(IRIS_BODY_TIMEOUT)",
+        )
+
+    def _refuse(self, status: int, detail: str) -> None:
+        self.header_deadline = None
+        _pending.waiting.discard(self)
+        body = orjson.dumps({"detail": detail})
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), body)
+        )
+        self.transport.close()
