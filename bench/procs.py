@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,34 +53,26 @@ def rss_bytes(pid: int) -> int:
     return pages * PAGE_SIZE
 
 
-def children(pid: int) -> list[int]:
-    """Direct children of a process, oldest first."""
-    found: list[tuple[int, int]] = []
+def _live_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, stat fields) of every process still there when it is read."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = _stat_fields(int(entry.name))
+            yield int(entry.name), _stat_fields(int(entry.name))
         except (FileNotFoundError, ProcessLookupError, ValueError):
             continue
-        if int(fields[1]) == pid:
-            found.append((int(fields[19]), int(entry.name)))  # (start time, pid)
-    return [child for _, child in sorted(found)]
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of a process, oldest first."""
+    found = [(int(f[19]), child) for child, f in _live_stats() if int(f[1]) == pid]
+    return [child for _, child in sorted(found)]  # sorted by start time
 
 
 def group_members(pgid: int) -> list[int]:
     """Live processes whose process group is `pgid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = _stat_fields(int(entry.name))
-        except (FileNotFoundError, ProcessLookupError, ValueError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
+    return [pid for pid, f in _live_stats() if int(f[2]) == pgid and f[0] != "Z"]
 
 
 def descendants(pid: int) -> list[int]:
