@@ -14,9 +14,12 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -83,6 +86,17 @@ def descendants(pid: int) -> list[int]:
         for child in children(queue.pop()):
             result.append(child)
             queue.append(child)
+    return result
+
+
+def per_process(pids: Iterable[int], read: Callable[[int], _T]) -> dict[int, _T]:
+    """`read(pid)` for each process, leaving out those that exited meanwhile."""
+    result = {}
+    for pid in pids:
+        try:
+            result[pid] = read(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
     return result
 
 

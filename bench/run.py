@@ -319,14 +319,7 @@ def build_cases(cfg: Config, estimator: Any) -> list[Case]:
 
 def worker_cpu(server: procs.Server) -> dict[int, float]:
     """CPU seconds of every serving process (gunicorn's workers, or MLServer's processes)."""
-    pids = [server.pid, *procs.descendants(server.pid)]
-    result = {}
-    for pid in pids:
-        try:
-            result[pid] = procs.cpu_seconds(pid)
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return result
+    return procs.per_process([server.pid, *procs.descendants(server.pid)], procs.cpu_seconds)
 
 
 def busy_cpu_seconds() -> tuple[float, float]:

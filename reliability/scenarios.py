@@ -79,13 +79,7 @@ class Outcome:
 
 
 def _rss(pids: list[int]) -> dict[int, int]:
-    result = {}
-    for pid in pids:
-        try:
-            result[pid] = procs.rss_bytes(pid)
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return result
+    return procs.per_process(pids, procs.rss_bytes)
 
 
 # --- 1. sustained load ------------------------------------------------------------------------
