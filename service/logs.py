@@ -121,11 +121,37 @@ def resolve_format(log_format: LogFormat) -> Literal["json", "console"]:
     return log_format
 
 
-def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:
+class ListeningAddress(logging.Filter):
+    """Fills the address into gunicorn's "Listening at" line when gunicorn has none.
+
+    gunicorn names the master's sockets there; with one SO_REUSEPORT socket per worker
+    the master has none, and the line would read `Listening at:  (pid)`.
+    """
+
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self.address = address
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the "Listening at" record in place; let every record through."""
+        args = record.args
+        if (
+            isinstance(record.msg, str)
+            and record.msg.startswith("Listening at:")
+            and isinstance(args, tuple)
+            and args
+            and not args[0]
+        ):
+            record.args = (self.address, *args[1:])
+        return True
+
+
+def logging_config(level: str, log_format: LogFormat, listening: str = "") -> dict[str, Any]:
     """A logging.config.dictConfig for the server: everything to stdout in one format.
 
     gunicorn's and uvicorn's access logs are off: the service writes its own request
-    line, with the request id and model version they do not know.
+    line, with the request id and model version they do not know. `listening` is the
+    address gunicorn's "Listening at" line names (see ListeningAddress).
     """
     formatter = JsonFormatter if resolve_format(log_format) == "json" else ConsoleFormatter
     level = level.upper()
@@ -133,6 +159,9 @@ def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"iris": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
+        "filters": {
+            "listening": {"()": f"{__name__}.{ListeningAddress.__qualname__}", "address": listening}
+        },
         "handlers": {
             "stdout": {
                 "class": "logging.StreamHandler",
@@ -142,7 +171,12 @@ def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:
         },
         "root": {"level": level, "handlers": ["stdout"]},
         "loggers": {
-            "gunicorn.error": {"level": level, "handlers": ["stdout"], "propagate": False},
+            "gunicorn.error": {
+                "level": level,
+                "handlers": ["stdout"],
+                "propagate": False,
+                "filters": ["listening"],
+            },
             "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
             "uvicorn.error": {"level": level, "handlers": ["stdout"], "propagate": False},
             "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},

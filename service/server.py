@@ -23,16 +23,75 @@ from typing import Any
 from pydantic import ValidationError
 
 from service.logs import logging_config
+from service.ports import PortClaim, PortUnavailableError, probe
 from service.settings import Settings
 
 WORKER_CLASS = "uvicorn_worker.UvicornWorker"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 BAD_ARTIFACT_EXIT = 3
 """Exit status when the artifact cannot be served: gunicorn's own "worker failed to boot"."""
+CONFIG_EXIT = 2
+"""Exit status for an invalid IRIS_* setting or an address that cannot be served (port in use)."""
+MAX_FAILED_BOOTS = 5
+"""Workers in a row that may exit before serving before the master gives up (exit 3)."""
 
 
 class _BadArtifactError(Exception):
     """The master could not load the artifact; it has logged why."""
+
+
+class _PortError(Exception):
+    """The master could not claim the address; it has logged why."""
+
+
+class BootWatch:
+    """Stops the master when workers keep dying before they serve, instead of respawning forever.
+
+    gunicorn halts on a worker that fails inside the app, but a worker that cannot bind
+    its socket exits with status 1 and is replaced, forever. Each worker records its
+    spawn number (gunicorn's `age`) in memory shared with the master once it has its
+    socket and the app; the master counts the workers that exit without that record.
+    """
+
+    SLOTS = 256  # more than the most workers alive at once (Settings allows 64)
+
+    def __init__(self, settings: Settings, limit: int = MAX_FAILED_BOOTS) -> None:
+        from multiprocessing.sharedctypes import RawArray
+
+        self._settings = settings
+        self._limit = limit
+        self._booted = RawArray("q", self.SLOTS)  # anonymous shared memory, kept over fork
+        self.failed_in_a_row = 0
+        self._halting = False
+
+    def booted(self, worker: Any) -> None:
+        """gunicorn's post_worker_init (in the worker): it has its socket and the app."""
+        self._booted[worker.age % self.SLOTS] = worker.age
+
+    def exited(self, server: Any, worker: Any) -> None:
+        """gunicorn's child_exit (in the master): count a worker that never served."""
+        if self._booted[worker.age % self.SLOTS] == worker.age:
+            self.failed_in_a_row = 0
+            return
+        self.failed_in_a_row += 1
+        server.log.warning(
+            "worker %s exited before serving (%d in a row; the server stops at %d)",
+            worker.pid,
+            self.failed_in_a_row,
+            self._limit,
+        )
+        if self.failed_in_a_row < self._limit or self._halting:
+            return
+        # Stopping reaps the other workers through this hook again: halt once.
+        self._halting = True
+        from gunicorn.errors import HaltServer
+
+        reason = f"{self.failed_in_a_row} workers in a row exited before serving"
+        try:
+            probe(self._settings.host, self._settings.port)
+        except PortUnavailableError as exc:
+            reason = f"{reason}: {exc}"
+        raise HaltServer(reason, BAD_ARTIFACT_EXIT)
 
 
 class _RefusePandas(importlib.abc.MetaPathFinder):
@@ -79,18 +138,23 @@ def _bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _child_exit(server: Any, worker: Any) -> None:
-    # A dead worker's live gauges must not be reported any more.
-    from prometheus_client import multiprocess
+def _child_exit(watch: BootWatch) -> Any:
+    def child_exit(server: Any, worker: Any) -> None:
+        # A dead worker's live gauges must not be reported any more.
+        from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+        watch.exited(server, worker)
+
+    return child_exit
 
 
-def _guard_headers(settings: Settings) -> Any:
+def _post_fork(settings: Settings, port: PortClaim) -> Any:
     """gunicorn's post_fork hook: the worker's uvicorn parses with service.protocol's guard."""
     from service.protocol import GuardedHttpToolsProtocol
 
     def post_fork(server: Any, worker: Any) -> None:
+        port.release()  # the master's lock, not the worker's
         GuardedHttpToolsProtocol.header_timeout = settings.body_timeout
         worker.config.http = GuardedHttpToolsProtocol
 
@@ -98,14 +162,20 @@ def _guard_headers(settings: Settings) -> Any:
 
 
 def _when_ready(server: Any) -> None:
-    # With reuse_port the master holds no socket, so gunicorn's own "Listening at"
-    # line has no address; say where the workers listen.
     server.log.info("serving http://%s with %d workers", server.cfg.bind[0], server.cfg.workers)
 
 
-def gunicorn_options(settings: Settings) -> dict[str, Any]:
-    """The complete gunicorn configuration for `settings`."""
+def gunicorn_options(
+    settings: Settings, port: PortClaim | None = None, watch: BootWatch | None = None
+) -> dict[str, Any]:
+    """The complete gunicorn configuration for `settings`.
+
+    `port` is the master's claim on its address, which each worker drops; `watch` counts
+    the workers that exit before serving.
+    """
     shm = Path("/dev/shm")  # noqa: S108 - a tmpfs for gunicorn's heartbeat files, not a temp file
+    port = port if port is not None else PortClaim()
+    watch = watch if watch is not None else BootWatch(settings)
     return {
         "bind": [_bind_address(settings.host, settings.port)],
         "workers": settings.workers,
@@ -126,31 +196,48 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "loglevel": settings.log_level,
         "accesslog": None,
         "errorlog": "-",
-        "logconfig_dict": logging_config(settings.log_level, settings.log_format),
+        "logconfig_dict": logging_config(
+            settings.log_level,
+            settings.log_format,
+            # With reuse_port the master holds no socket, so gunicorn's "Listening at"
+            # line would name no address; the log config fills in where workers listen.
+            listening=f"http://{_bind_address(settings.host, settings.port)}",
+        ),
         # gunicorn's runtime control socket is not needed here, and its default path
         # is shared by every gunicorn of the user.
         "control_socket_disable": True,
         # Heartbeat files in memory: a slow disk must not make gunicorn kill workers.
         "worker_tmp_dir": str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None,
-        "child_exit": _child_exit,
+        "child_exit": _child_exit(watch),
+        "post_worker_init": watch.booted,
         "when_ready": _when_ready,
         # uvicorn limits neither the time nor the size of request headers; this does.
-        "post_fork": _guard_headers(settings),
+        "post_fork": _post_fork(settings, port),
     }
 
 
 def _application(settings: Settings) -> Any:
     from gunicorn.app.base import BaseApplication
 
+    port = PortClaim()
+
     class IrisServer(BaseApplication):  # type: ignore[misc]
         """gunicorn fed from Settings instead of a command line or config file."""
 
         def load_config(self) -> None:
-            for key, value in gunicorn_options(settings).items():
+            for key, value in gunicorn_options(settings, port).items():
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            # gunicorn calls this in the master before it forks (preload_app).
+            # gunicorn calls this in the master before it forks (preload_app): claim the
+            # address first (a second server must not load a model to learn the port is
+            # taken), then load the model.
+            try:
+                port.take(settings.host, settings.port)
+            except PortUnavailableError as exc:
+                logging.getLogger("iris").error("cannot serve: %s", exc)
+                raise _PortError from None
+
             from model.artifact import ArtifactError
             from service.app import app
 
@@ -193,6 +280,8 @@ def main() -> int:
         _application(settings).run()
     except _BadArtifactError:
         return BAD_ARTIFACT_EXIT
+    except _PortError:
+        return CONFIG_EXIT
     except HaltServer as halt:
         # When several workers fail to boot at once, gunicorn 27 meets the second
         # failure while halting for the first and lets HaltServer escape; report it

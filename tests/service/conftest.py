@@ -112,10 +112,10 @@ def http(
 
 
 def start_server(
-    tmp_path: Path, model_dir: Path, wait_ready: bool = True, **env: Any
+    tmp_path: Path, model_dir: Path, wait_ready: bool = True, port: int | None = None, **env: Any
 ) -> ServerProcess:
-    """Start `python -m service` on a free loopback port with IRIS_* from `env`."""
-    port = free_port()
+    """Start `python -m service` on loopback `port` (default: a free one), IRIS_* from `env`."""
+    port = port if port is not None else free_port()
     metrics_dir = tmp_path / "metrics"
     environment = {
         **os.environ,
