@@ -28,9 +28,9 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 
 # The lock alone first, so the slow install is cached until the lock changes.
-# `make venv` is `python -m venv` + `pip install --no-deps -r requirements/runtime.lock`.
+# `make venv` is `python -m venv` + a hashed, wheels-only install of requirements/train.lock.
 COPY Makefile ./
-COPY requirements/runtime.lock requirements/
+COPY requirements/train.lock requirements/serve.lock requirements/
 RUN make venv VENV=/opt/venv
 
 # Train with the exact command `make train` runs, in the environment that will

@@ -23,28 +23,46 @@ help: ## list the targets
 
 # --- environment ---------------------------------------------------------------------------
 
-$(VENV)/.runtime: requirements/runtime.lock
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --no-deps -r requirements/runtime.lock
-	touch $@
+# Every install takes exactly what a lock names: hashes required, wheels only, no resolver.
+# Each lock is closed under its own dependencies (tests/test_locks.py), and `pip check`
+# proves it after every install.
+PIP_INSTALL := $(PIP) install --require-hashes --only-binary=:all: --no-deps
 
-$(VENV)/.dev: $(VENV)/.runtime requirements/dev.lock
-	$(PIP) install --quiet --no-deps -r requirements/dev.lock
+# .venv for training and serving on this machine: the train set (the serve set plus pandas
+# and matplotlib). The image trains with the same lock and ships only the serve set.
+$(VENV)/.runtime: requirements/train.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing requirements/train.lock into $(VENV) (about a minute the first time)"
+	$(PIP_INSTALL) --progress-bar off -r requirements/train.lock
 	$(PIP) check
 	touch $@
 
-.PHONY: venv dev
-venv: $(VENV)/.runtime ## create .venv with the pinned runtime (training + serving)
+# The serving set alone: what the image's /opt/venv holds (make venv-serve VENV=/opt/venv).
+$(VENV)/.serve: requirements/serve.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) --quiet -r requirements/serve.lock
+	$(PIP) check
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements/dev.lock
+	@echo "installing requirements/dev.lock (test and lint tools) into $(VENV)"
+	$(PIP_INSTALL) --progress-bar off -r requirements/dev.lock
+	$(PIP) check
+	touch $@
+
+.PHONY: venv venv-serve dev
+venv: $(VENV)/.runtime ## create .venv with the pinned train set (training + serving)
+venv-serve: $(VENV)/.serve ## create $$(VENV) with the pinned serve set only (what the image ships)
 dev: $(VENV)/.dev ## add the pinned test and lint tools to .venv
 
 .PHONY: lock
-lock: ## re-resolve requirements/*.in into exact pins (see README, "Updating dependencies")
-	$(PYTHON) scripts/lock.py
+lock: $(VENV)/.dev ## re-resolve requirements/*.in into exact, hashed pins (README, "Updating dependencies")
+	$(PY) scripts/lock.py
 
 # --- model ---------------------------------------------------------------------------------
 
 # Retrain whenever the data, the pinned libraries or the training code change.
-$(MODEL_DIR)/metadata.json: $(DATA) requirements/runtime.lock $(MODEL_SOURCES) | $(VENV)/.runtime
+$(MODEL_DIR)/metadata.json: $(DATA) requirements/train.lock $(MODEL_SOURCES) | $(VENV)/.runtime
 	$(PY) -m model.train --data $(DATA) --out $(ARTIFACTS)
 
 .PHONY: train
@@ -104,7 +122,7 @@ BENCH_VENV ?= .venv-bench
 $(BENCH_VENV)/.installed: requirements/bench.lock
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip --disable-pip-version-check --require-virtualenv \
-		install --quiet --no-deps -r requirements/bench.lock
+		install --quiet --require-hashes --only-binary=:all: --no-deps -r requirements/bench.lock
 	$(BENCH_VENV)/bin/python -m pip --disable-pip-version-check check
 	touch $@
 

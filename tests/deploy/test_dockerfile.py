@@ -95,22 +95,25 @@ def test_both_stages_start_from_one_base_named_by_tag_and_digest(
     assert match["digest"] != "0" * 64
 
 
-def test_build_stage_installs_the_runtime_lock_through_make_venv(
+def test_build_stage_installs_the_train_lock_through_make_venv(
     repo_root: Path, instructions: list[Instruction]
 ) -> None:
     assert ["make", "venv", f"VENV={VENV}"] in runs(instructions, "build")
-    # What that target runs: a venv and `pip install --no-deps -r requirements/runtime.lock`.
+    # What that target runs: a venv and a hashed, wheels-only install of the train lock.
     commands = make_dry_run(repo_root, "venv", f"VENV={VENV}")
     assert any(line.endswith(f"-m venv {VENV}") for line in commands), commands
-    installs = [shlex.split(line) for line in commands if " pip " in line]
+    installs = [shlex.split(line) for line in commands if " pip " in line and " install " in line]
     assert len(installs) == 1, commands
     install = installs[0]
     assert install[0] == f"{VENV}/bin/python"
     assert install[install.index("install") :][1:] == [
-        "--quiet",
+        "--require-hashes",
+        "--only-binary=:all:",
         "--no-deps",
+        "--progress-bar",
+        "off",
         "-r",
-        "requirements/runtime.lock",
+        "requirements/train.lock",
     ]
 
 
@@ -232,7 +235,7 @@ def test_build_context_leaves_out_local_state(repo_root: Path) -> None:
     context = [path.as_posix() for path in build_context(repo_root)]
     for unwanted in (".venv/", ".git/", "artifacts/", "tests/", "build/", "__pycache__/"):
         assert not [p for p in context if p.startswith(unwanted) or f"/{unwanted}" in p]
-    assert "requirements/runtime.lock" in context
+    assert "requirements/train.lock" in context
     assert "requirements/dev.lock" not in context
 
 

@@ -42,7 +42,8 @@ JOB_PERMISSIONS = {
 # Files that change the image (release must run) and files that must never start a release.
 IMAGE_INPUTS = [
     "Dockerfile",
-    "requirements/runtime.lock",
+    "requirements/train.lock",
+    "requirements/serve.lock",
     "model/train.py",
     "model/artifact.py",
     "service/app.py",
