@@ -75,9 +75,18 @@ data: $(VENV)/.runtime ## regenerate data/v1 and data/v2 from the copy scikit-le
 
 # --- service -------------------------------------------------------------------------------
 
+# IRIS_MODEL_DIR, when set, is served as it is. Otherwise artifacts/model is retrained when
+# the training code or the lock changed (the rule above) or when it was trained on other
+# data than DATA (`make train DATA=data/v1/data.csv`, then `make serve`, serves v2 again).
 .PHONY: serve
-serve: $(MODEL_DIR)/metadata.json ## serve the model on 127.0.0.1:8000 (gunicorn + uvicorn workers)
+ifdef IRIS_MODEL_DIR
+serve: $(VENV)/.runtime ## serve the model on 127.0.0.1:8000 (gunicorn + uvicorn workers)
+	IRIS_MODEL_DIR="$(IRIS_MODEL_DIR)" $(PY) -m service
+else
+serve: $(MODEL_DIR)/metadata.json
+	$(PY) -m model.train --data $(DATA) --out $(ARTIFACTS) --if-changed
 	IRIS_MODEL_DIR=$(MODEL_DIR) $(PY) -m service
+endif
 
 # --- deploy --------------------------------------------------------------------------------
 

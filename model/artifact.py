@@ -149,7 +149,8 @@ def load(directory: Path) -> Artifact:
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise ArtifactError(f"model artifact {directory} does not exist; {RETRAIN_HINT}")
+        hint = _missing_hint(directory)
+        raise ArtifactError(f"model artifact {directory} does not exist; {hint}")
 
     present = sorted(entry.name for entry in directory.iterdir())
     expected = sorted((MODEL_FILE, METADATA_FILE))
@@ -186,6 +187,19 @@ def load(directory: Path) -> Artifact:
 
     _check_estimator(model_path, estimator, metadata)
     return Artifact(estimator=estimator, metadata=metadata, path=directory)
+
+
+def _missing_hint(directory: Path) -> str:
+    # model.train writes <out>/model: say the command that fills this very directory.
+    if directory.name == "model":
+        return (
+            f"train one there with `python -m model.train --out {directory.parent}` "
+            "(`make train` writes artifacts/model), or set IRIS_MODEL_DIR to an existing artifact"
+        )
+    return (
+        "set IRIS_MODEL_DIR to an artifact directory (`make train` writes artifacts/model; "
+        "`python -m model.train --out DIR` writes DIR/model)"
+    )
 
 
 def _read_metadata(path: Path) -> Metadata:

@@ -20,6 +20,13 @@ CLASS_NAMES: tuple[str, ...] = ("setosa", "versicolor", "virginica")
 
 COLUMNS: tuple[str, ...] = (*FEATURE_NAMES, LABEL_NAME)
 
+MIN_CM = 0.0
+MAX_CM = 100.0
+FEATURE_RANGE = f"greater than {MIN_CM:g} and at most {MAX_CM:g} cm"
+"""The one rule for a measurement, in training data and in requests alike: a finite number
+of centimetres in (MIN_CM, MAX_CM]. A flower part has a positive length, and Iris flowers
+measure under 10 cm, so anything above 100 is a unit or typing error."""
+
 
 class DataValidationError(ValueError):
     """A data file does not follow the data card; the message names file, line and column."""
@@ -49,7 +56,7 @@ def load_dataset(path: Path) -> Dataset:
 
     Raises DataValidationError naming the file, the line and the column for: a missing
     or empty file, missing or extra columns, a short or long row, a feature that is not
-    a finite non-negative number, and a species outside CLASS_NAMES.
+    a finite number within FEATURE_RANGE, and a species outside CLASS_NAMES.
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -110,8 +117,8 @@ def _feature(path: Path, line_number: int, column: str, raw: str) -> float:
         raise DataValidationError(f"{where}: {raw.strip()!r} is not a number") from None
     if not math.isfinite(value):
         raise DataValidationError(f"{where}: {raw.strip()!r} is not a finite number")
-    if value < 0:
-        raise DataValidationError(f"{where}: {value} is negative; measurements are lengths in cm")
+    if not MIN_CM < value <= MAX_CM:
+        raise DataValidationError(f"{where}: {value:g} is out of range; it must be {FEATURE_RANGE}")
     return value
 
 

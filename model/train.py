@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,17 +25,60 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
 
-from model.artifact import SCHEMA_VERSION, Metadata, model_version, runtime_versions, save
-from model.data import CLASS_NAMES, FEATURE_NAMES, Dataset, DataValidationError, load_dataset
+from model.artifact import (
+    SCHEMA_VERSION,
+    ArtifactError,
+    Metadata,
+    load,
+    model_version,
+    runtime_versions,
+    save,
+)
+from model.data import (
+    CLASS_NAMES,
+    FEATURE_NAMES,
+    Dataset,
+    DataValidationError,
+    load_dataset,
+    sha256_of,
+)
 
 DEFAULT_MIN_ACCURACY = 0.90
 DEFAULT_SEED = 42
 TEST_SIZE = 0.2
 CV_FOLDS = 5
+MIN_ROWS_PER_CLASS = 10
+"""Fewest rows of each species training accepts: a stratified 80/20 split of 10 leaves 8
+for training, enough for 5 cross-validation folds that each hold every species."""
+
+EstimatorFactory = Callable[[int], Any]
+"""Builds an unfitted classifier from the seed (build_estimator is the one shipped)."""
 
 
 class QualityGateError(Exception):
     """The trained model is not good enough to ship."""
+
+
+def check_trainable(dataset: Dataset) -> None:
+    """Refuse data the model cannot learn every species from, in one line about the data.
+
+    The artifact must predict every class in CLASS_NAMES (the service refuses one that
+    does not), and the split and cross-validation need MIN_ROWS_PER_CLASS of each.
+    """
+    counts = np.bincount(dataset.labels, minlength=len(CLASS_NAMES))
+    missing = [name for name, count in zip(CLASS_NAMES, counts, strict=True) if count == 0]
+    if missing:
+        raise DataValidationError(
+            f"{dataset.path}: no rows of species {', '.join(missing)}; the model must learn "
+            f"every species ({', '.join(CLASS_NAMES)}): add rows of it to the data"
+        )
+    few = [f"{name} {count}" for name, count in zip(CLASS_NAMES, counts, strict=True)]
+    if counts.min() < MIN_ROWS_PER_CLASS:
+        raise DataValidationError(
+            f"{dataset.path}: too few rows to train ({', '.join(few)}); training needs at "
+            f"least {MIN_ROWS_PER_CLASS} rows of each species for the holdout split and "
+            f"{CV_FOLDS}-fold cross-validation"
+        )
 
 
 def build_estimator(seed: int) -> LogisticRegression:
@@ -55,8 +99,8 @@ def trained_at() -> str:
 
 
 def evaluate(
-    dataset: Dataset, seed: int
-) -> tuple[LogisticRegression, dict[str, Any], npt.NDArray[np.int64]]:
+    dataset: Dataset, seed: int, estimator_factory: EstimatorFactory = build_estimator
+) -> tuple[Any, dict[str, Any], npt.NDArray[np.int64]]:
     """Fit on a stratified training split; score on the holdout and by cross-validation."""
     x_train, x_test, y_train, y_test = train_test_split(
         dataset.features,
@@ -66,9 +110,9 @@ def evaluate(
         random_state=seed,
     )
     folds = StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=seed)
-    cv_scores = cross_val_score(build_estimator(seed), x_train, y_train, cv=folds)
+    cv_scores = cross_val_score(estimator_factory(seed), x_train, y_train, cv=folds)
 
-    estimator = build_estimator(seed).fit(x_train, y_train)
+    estimator = estimator_factory(seed).fit(x_train, y_train)
     predicted = estimator.predict(x_test)
     matrix = confusion_matrix(y_test, predicted, labels=list(range(len(CLASS_NAMES))))
     metrics = {
@@ -85,7 +129,7 @@ def evaluate(
     return estimator, metrics, matrix
 
 
-def reference_predictions(estimator: LogisticRegression, dataset: Dataset) -> list[dict[str, Any]]:
+def reference_predictions(estimator: Any, dataset: Dataset) -> list[dict[str, Any]]:
     """The first row of each class with its probabilities, for `load` to re-check."""
     refs = []
     for class_index in range(len(CLASS_NAMES)):
@@ -121,10 +165,20 @@ def plot_confusion_matrix(matrix: npt.NDArray[np.int64], accuracy: float, path: 
     plt.close(figure)
 
 
-def train(data: Path, out: Path, seed: int, min_accuracy: float) -> Metadata:
-    """Train, write reports, apply the quality gate, then write the artifact."""
+def train(
+    data: Path,
+    out: Path,
+    seed: int,
+    min_accuracy: float,
+    estimator_factory: EstimatorFactory = build_estimator,
+) -> Metadata:
+    """Train, write reports, apply the quality gate, then write the artifact.
+
+    `estimator_factory` is how a fork trains another scikit-learn classifier (docs/fork.md).
+    """
     dataset = load_dataset(data)
-    estimator, metrics, matrix = evaluate(dataset, seed)
+    check_trainable(dataset)
+    estimator, metrics, matrix = evaluate(dataset, seed, estimator_factory)
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
@@ -159,6 +213,23 @@ def train(data: Path, out: Path, seed: int, min_accuracy: float) -> Metadata:
     return metadata
 
 
+def current_artifact(data: Path, out: Path, seed: int) -> Metadata | None:
+    """The metadata of out/model if that artifact loads here and was trained on `data`.
+
+    "Trained on `data`" means the same bytes (sha256) and seed, wherever the file lies;
+    an artifact from other data, another seed or other libraries is not current.
+    """
+    try:
+        artifact = load(out / "model")
+        wanted = sha256_of(data)
+    except (ArtifactError, OSError):
+        return None
+    metadata = artifact.metadata
+    if metadata.data_sha256 != wanted or metadata.metrics.get("seed") != seed:
+        return None
+    return metadata
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m model.train", description=__doc__.split("\n")[0]
@@ -172,11 +243,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=float(os.environ.get("IRIS_MIN_ACCURACY", DEFAULT_MIN_ACCURACY)),
         help="quality gate on holdout accuracy (default 0.90, env IRIS_MIN_ACCURACY)",
     )
+    parser.add_argument(
+        "--if-changed",
+        action="store_true",
+        help="keep OUT/model if it loads here and was trained on these exact data and seed",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.if_changed:
+        current = current_artifact(args.data, args.out, args.seed)
+        if current is not None:
+            print(
+                f"model {current.model_version} in {args.out}/model is current: trained on "
+                f"{current.data_path} (sha256 {current.data_sha256[:12]}), the same bytes as "
+                f"{args.data}"
+            )
+            return 0
     try:
         metadata = train(args.data, args.out, args.seed, args.min_accuracy)
     except (DataValidationError, QualityGateError) as exc:

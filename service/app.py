@@ -29,16 +29,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from enum import Enum
 from types import FrameType
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive, Scope, Send
 
 from model.artifact import ArtifactError
+from model.data import FEATURE_RANGE
 from service import metrics
 from service.deadlines import BodyDeadlines
 from service.errors import (
@@ -386,6 +387,9 @@ def _load(settings: Settings) -> ServedModel:
                 "model_version": model.version,
                 "inference": model.predictor.name,
                 "model_dir": str(settings.model_dir),
+                # Which data the served model learnt from: `make train DATA=...` changes it.
+                "data_path": model.artifact.metadata.data_path,
+                "trained_at": model.artifact.metadata.trained_at,
                 "load_ms": round((time.perf_counter() - started) * 1000, 1),
                 "pid": os.getpid(),
             }
@@ -535,6 +539,13 @@ def _add_routes(app: IrisApp) -> None:
     _add_v2_routes(app)
 
 
+# Swagger UI fills "Try it out" with this; the v2 routes take the name in the path.
+ModelName = Annotated[
+    str,
+    Path(openapi_examples={V2_MODEL_NAME: {"summary": "the served model", "value": V2_MODEL_NAME}}),
+]
+
+
 def _add_v2_routes(app: IrisApp) -> None:
     tags: list[str | Enum] = ["Open Inference Protocol v2"]
 
@@ -586,7 +597,7 @@ def _add_v2_routes(app: IrisApp) -> None:
         responses={404: _V2_ERRORS[404]},
         summary="Model metadata",
     )
-    async def model_metadata(request: Request, model_name: str) -> Response:
+    async def model_metadata(request: Request, model_name: ModelName) -> Response:
         return Response(orjson.dumps(model_for(request, model_name).v2_metadata()), media_type=JSON)
 
     @app.get(
@@ -597,7 +608,7 @@ def _add_v2_routes(app: IrisApp) -> None:
         summary="Model metadata of one version",
     )
     async def model_version_metadata(
-        request: Request, model_name: str, model_version: str
+        request: Request, model_name: ModelName, model_version: str
     ) -> Response:
         model = model_for(request, model_name, model_version)
         return Response(orjson.dumps(model.v2_metadata()), media_type=JSON)
@@ -609,7 +620,7 @@ def _add_v2_routes(app: IrisApp) -> None:
         responses={404: _V2_ERRORS[404], 503: {"model": V2Ready}},
         summary="Model ready",
     )
-    async def model_ready(request: Request, model_name: str) -> Response:
+    async def model_ready(request: Request, model_name: ModelName) -> Response:
         model_for(request, model_name)
         return ready(request)
 
@@ -621,7 +632,7 @@ def _add_v2_routes(app: IrisApp) -> None:
     }
 
     @app.post(_V2_INFER_ROUTE, summary="Inference", **infer_doc)
-    async def infer(request: Request, model_name: str) -> Response:
+    async def infer(request: Request, model_name: ModelName) -> Response:
         model = model_for(request, model_name)
         return _json(model.infer_v2(await request.body()))
 
@@ -630,7 +641,9 @@ def _add_v2_routes(app: IrisApp) -> None:
         summary="Inference with one version",
         **infer_doc,
     )
-    async def infer_version(request: Request, model_name: str, model_version: str) -> Response:
+    async def infer_version(
+        request: Request, model_name: ModelName, model_version: str
+    ) -> Response:
         model = model_for(request, model_name, model_version)
         return _json(model.infer_v2(await request.body()))
 
@@ -673,7 +686,7 @@ def create_app(settings: Settings | None = None) -> IrisApp:
         version="1.0.0",
         summary="Predicts the species of an Iris flower from four measurements.",
         description=(
-            "Every measurement is in centimetres and must be greater than 0 and at most 100. "
+            f"Every measurement is a number of centimetres, {FEATURE_RANGE}. "
             f"Bodies are JSON (Content-Type application/json), at most {settings.max_body_bytes} "
             f"bytes; a batch holds at most {settings.max_batch_rows} rows."
         ),

@@ -21,6 +21,7 @@ import orjson
 from pydantic import ValidationError
 
 from model.artifact import CLASS_NAMES, FEATURE_NAMES, Artifact, load
+from model.data import MAX_CM, MIN_CM
 from service import metrics
 from service.errors import (
     BadRequestError,
@@ -31,8 +32,6 @@ from service.errors import (
 )
 from service.inference import Predictor, make_predictor
 from service.schemas import (
-    MAX_CM,
-    MIN_CM,
     V2_INPUT_NAME,
     V2_MODEL_NAME,
     BatchRequest,

@@ -1,7 +1,7 @@
 """Request and response bodies of the HTTP API, with the examples /docs shows.
 
 "Model" means the estimator in this project, so the pydantic classes here are called
-schemas. The accepted range of a measurement is defined once, in `Measurement`.
+schemas. The accepted range of a measurement is the training data's: model.data.FEATURE_RANGE.
 """
 
 from __future__ import annotations
@@ -11,21 +11,20 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from model.artifact import CLASS_NAMES, FEATURE_NAMES
-
-MIN_CM = 0.0
-"""Every measurement must be greater than this (a flower part has a positive length)."""
-MAX_CM = 100.0
-"""Every measurement must be at most this many centimetres (Iris flowers measure under 10)."""
+from model.data import MAX_CM, MIN_CM
 
 Species = Literal["setosa", "versicolor", "virginica"]
 
-_EXAMPLE_ROW: dict[str, Any] = {
+EXAMPLE_MODEL_VERSION = "3f1c2a9b7d10"
+"""Stands for the model version in the examples; /openapi.json shows the served one instead."""
+
+EXAMPLE_ROW: dict[str, Any] = {
     "sepal_length": 5.1,
     "sepal_width": 3.5,
     "petal_length": 1.4,
     "petal_width": 0.2,
 }
-_EXAMPLE_ROW_2: dict[str, Any] = {
+EXAMPLE_ROW_2: dict[str, Any] = {
     "sepal_length": 6.7,
     "sepal_width": 3.0,
     "petal_length": 5.2,
@@ -45,12 +44,12 @@ Centimetres = Annotated[
 
 
 class Measurement(BaseModel):
-    """One Iris flower, in centimetres; each value must be > 0 and <= 100."""
+    """One Iris flower, four measurements in centimetres."""
 
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
-        json_schema_extra={"examples": [_EXAMPLE_ROW]},
+        json_schema_extra={"examples": [EXAMPLE_ROW]},
     )
 
     sepal_length: Centimetres = Field(description="Sepal length in cm.", examples=[5.1])
@@ -73,7 +72,7 @@ class BatchRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
-        json_schema_extra={"examples": [{"instances": [_EXAMPLE_ROW, _EXAMPLE_ROW_2]}]},
+        json_schema_extra={"examples": [{"instances": [EXAMPLE_ROW, EXAMPLE_ROW_2]}]},
     )
 
     instances: list[Measurement] = Field(
@@ -115,7 +114,7 @@ class PredictResponse(Prediction):
                     "species": "setosa",
                     "class_index": 0,
                     "probabilities": _EXAMPLE_PROBABILITIES,
-                    "model_version": "3f1c2a9b7d10",
+                    "model_version": EXAMPLE_MODEL_VERSION,
                 }
             ]
         }
@@ -147,7 +146,7 @@ class BatchResponse(BaseModel):
                             },
                         },
                     ],
-                    "model_version": "3f1c2a9b7d10",
+                    "model_version": EXAMPLE_MODEL_VERSION,
                 }
             ]
         }
@@ -173,11 +172,11 @@ class VersionInfo(BaseModel):
             "examples": [
                 {
                     "git_revision": "0f3a9c1",
-                    "model_version": "3f1c2a9b7d10",
+                    "model_version": EXAMPLE_MODEL_VERSION,
                     "inference": "logistic-regression-arrays",
                     "model": {
                         "schema_version": 1,
-                        "model_version": "3f1c2a9b7d10",
+                        "model_version": EXAMPLE_MODEL_VERSION,
                         "trained_at": "2026-01-01T00:00:00+00:00",
                         "estimator": "LogisticRegression",
                     },
@@ -261,7 +260,7 @@ class V2ModelMetadata(BaseModel):
             "examples": [
                 {
                     "name": "iris",
-                    "versions": ["3f1c2a9b7d10"],
+                    "versions": [EXAMPLE_MODEL_VERSION],
                     "platform": "scikit-learn",
                     "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}],
                     "outputs": [
@@ -367,7 +366,7 @@ class V2InferenceResponse(BaseModel):
             "examples": [
                 {
                     "model_name": "iris",
-                    "model_version": "3f1c2a9b7d10",
+                    "model_version": EXAMPLE_MODEL_VERSION,
                     "id": "42",
                     "outputs": [
                         {

@@ -102,9 +102,16 @@ def test_unexpected_extra_file_is_refused(artifact: Path) -> None:
         load(artifact)
 
 
-def test_missing_directory_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ArtifactError, match="does not exist"):
+def test_missing_directory_is_refused_with_a_fix_that_fills_that_directory(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ArtifactError, match="does not exist") as other:
         load(tmp_path / "nowhere")
+    assert "set IRIS_MODEL_DIR to an artifact directory" in str(other.value)
+    # model.train writes <out>/model: for such a directory the hint names the exact command.
+    with pytest.raises(ArtifactError) as model_dir:
+        load(tmp_path / "elsewhere" / "model")
+    assert f"`python -m model.train --out {tmp_path / 'elsewhere'}`" in str(model_dir.value)
 
 
 def test_truncated_model_file_is_refused_before_unpickling(artifact: Path) -> None:

@@ -39,8 +39,18 @@ GOOD_ROW = "5.1,3.5,1.4,0.2,setosa\n"
         ),
         pytest.param(
             HEADER + "5.0,3.1,1.4,-0.2,setosa\n",
-            ["line 2", "column petal_width", "negative"],
+            ["line 2", "column petal_width", "-0.2 is out of range", "greater than 0"],
             id="negative",
+        ),
+        pytest.param(
+            HEADER + "5.0,3.1,1.4,0,setosa\n",
+            ["line 2", "column petal_width", "0 is out of range", "greater than 0"],
+            id="zero",
+        ),
+        pytest.param(
+            HEADER + "500,3.1,1.4,0.2,setosa\n",
+            ["line 2", "column sepal_length", "500 is out of range", "at most 100 cm"],
+            id="above-100",
         ),
         pytest.param(
             HEADER + GOOD_ROW + GOOD_ROW + "6.3,3.3,6.0,2.5,Iris-virginica\n",

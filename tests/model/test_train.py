@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +99,77 @@ def test_invalid_data_fails_training_with_the_loader_message(
     bad.write_text("sepal_length,sepal_width,petal_length,petal_width,species\n1,2,3,x,setosa\n")
     assert main(["--data", str(bad), "--out", str(tmp_path / "out")]) == 1
     assert "line 2, column petal_width: 'x' is not a number" in capsys.readouterr().err
+
+
+def _rows_of(repo_root: Path, keep: Callable[[str, int], bool]) -> str:
+    """data/v2 with only the rows for which keep(species, index within species) holds."""
+    lines = (repo_root / "data" / "v2" / "data.csv").read_text().splitlines()
+    seen: dict[str, int] = {}
+    kept = [lines[0]]
+    for line in lines[1:]:
+        species = line.rsplit(",", 1)[1]
+        if keep(species, seen.get(species, 0)):
+            kept.append(line)
+        seen[species] = seen.get(species, 0) + 1
+    return "\n".join(kept) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("keep", "fragments"),
+    [
+        pytest.param(
+            lambda species, _: species != "virginica",
+            ["no rows of species virginica", "add rows of it to the data"],
+            id="missing-species",
+        ),
+        pytest.param(
+            lambda _, index: index == 0,  # one row of each species: 3 rows in all
+            ["too few rows to train (setosa 1, versicolor 1, virginica 1)", "at least 10 rows"],
+            id="three-rows",
+        ),
+        pytest.param(
+            lambda species, index: species != "setosa" or index < 4,
+            ["too few rows to train (setosa 4, versicolor 50, virginica 50)"],
+            id="one-species-short",
+        ),
+    ],
+)
+def test_data_the_model_cannot_learn_from_is_refused_in_one_line_and_writes_nothing(
+    tmp_path: Path,
+    repo_root: Path,
+    capsys: pytest.CaptureFixture[str],
+    keep: Callable[[str, int], bool],
+    fragments: list[str],
+) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text(_rows_of(repo_root, keep))
+
+    assert main(["--data", str(data), "--out", str(tmp_path / "out")]) == 1
+
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1, error
+    assert error.startswith(f"error: {data}: ")
+    for fragment in fragments:
+        assert fragment in error
+    assert "Traceback" not in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_if_changed_keeps_an_artifact_trained_on_the_same_bytes_and_retrains_on_other_data(
+    tmp_path: Path, repo_root: Path, trained_output_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "artifacts"
+    shutil.copytree(trained_output_dir / "model", out / "model")
+    copy = tmp_path / "same-bytes.csv"  # another path, the same data: nothing to do
+    shutil.copyfile(repo_root / "data" / "v2" / "data.csv", copy)
+    before = (out / "model" / "metadata.json").read_bytes()
+
+    assert main(["--data", str(copy), "--out", str(out), "--if-changed"]) == 0
+    kept = capsys.readouterr().out
+    assert "is current: trained on" in kept
+    assert (out / "model" / "metadata.json").read_bytes() == before
+
+    v1 = repo_root / "data" / "v1" / "data.csv"
+    assert main(["--data", str(v1), "--out", str(out), "--if-changed"]) == 0
+    assert load(out / "model").metadata.data_path == str(v1)
+    assert "is current" not in capsys.readouterr().out

@@ -13,10 +13,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 from model.artifact import FEATURE_NAMES, load
+from model.data import MAX_CM
+from model.train import DEFAULT_MIN_ACCURACY, DEFAULT_SEED, train
 from service.inference import (
     EstimatorPredictor,
     LinearSoftmaxPredictor,
@@ -24,7 +27,9 @@ from service.inference import (
     make_predictor,
     probe_rows,
 )
-from service.schemas import MAX_CM
+from service.predict import load_model
+from service.settings import Settings
+from tests.service.conftest import make_client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RTOL = 1e-12  # a few ulps: the two softmax implementations round alike
@@ -142,3 +147,44 @@ def test_a_fast_path_that_disagrees_with_the_estimator_is_rejected(estimator: An
 
     assert agrees_with_estimator(LinearSoftmaxPredictor(estimator), estimator, probe_rows())
     assert not agrees_with_estimator(LinearSoftmaxPredictor(other), estimator, probe_rows())
+
+
+@pytest.fixture(scope="module")
+def forest_artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fork's artifact: a RandomForest trained by model.train on the same data."""
+    out = tmp_path_factory.mktemp("forest")
+    train(
+        REPO_ROOT / "data" / "v2" / "data.csv",
+        out,
+        DEFAULT_SEED,
+        DEFAULT_MIN_ACCURACY,
+        estimator_factory=lambda seed: RandomForestClassifier(n_estimators=30, random_state=seed),
+    )
+    return out / "model"
+
+
+def test_random_forest_artifact_is_served_through_the_scikit_learn_fallback_with_parity(
+    forest_artifact_dir: Path,
+) -> None:
+    served = load_model(forest_artifact_dir, max_batch_rows=1000)
+    forest = served.artifact.estimator
+
+    assert isinstance(forest, RandomForestClassifier)
+    assert served.artifact.metadata.estimator == "RandomForestClassifier"
+    assert isinstance(served.predictor, EstimatorPredictor)
+    # The same parity the fast path is held to: every data row and random valid inputs.
+    for rows in (_data_rows("v1"), _data_rows("v2"), _random_valid_rows(600, seed=3)):
+        _assert_same_as_estimator(served.predictor, forest, rows)
+
+    with make_client(Settings(model_dir=forest_artifact_dir, log_format="json")) as client:
+        version = client.get("/version").json()
+        answer = client.post(
+            "/predict",
+            json={"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3},
+        )
+    assert version["inference"] == "estimator"
+    assert version["model"]["estimator"] == "RandomForestClassifier"
+    assert answer.status_code == 200
+    expected = forest.predict_proba(np.array([[6.7, 3.0, 5.2, 2.3]]))[0]
+    assert answer.json()["species"] == "virginica"
+    assert list(answer.json()["probabilities"].values()) == pytest.approx(expected.tolist())
