@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from gitops.errors import GitOpsError
 from gitops.kustomization import ImageEntry, parse_entry
@@ -40,8 +41,82 @@ class Change:
 
     @property
     def is_bump(self) -> bool:
-        """True when the commit replaced one image with another (not the first introduction)."""
-        return self.before is not None and self.after is not None
+        """True when the commit replaced one releasable image with another.
+
+        Neither the introduction of the overlay nor the first release (away from the
+        placeholder) is: undoing either would deploy an image that does not exist.
+        """
+        return _releasable(self.before) and self.after is not None
+
+
+def _releasable(entry: ImageEntry | None) -> bool:
+    if entry is None:
+        return False
+    try:
+        entry.reference()
+    except GitOpsError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class CodeCommits:
+    """The code commits between the images before and after a change."""
+
+    # "brought": the change deployed them; "rolled back": it took them out again.
+    direction: Literal["brought", "rolled back"]
+    range: str
+    commits: tuple[tuple[str, str], ...]
+
+
+def image_commit(repo: Repo, tag: str | None) -> str | None:
+    """The commit a `sha-<hex>` image tag was built from, when this clone has it."""
+    if not tag or not tag.startswith("sha-"):
+        return None
+    try:
+        out = repo.git("rev-parse", "--verify", "--quiet", f"{tag.removeprefix('sha-')}^{{commit}}")
+    except GitOpsError:
+        return None
+    return out.strip() or None
+
+
+def is_ancestor(repo: Repo, older: str, newer: str) -> bool:
+    """True when `older` is reachable from `newer` (or is it)."""
+    try:
+        repo.git("merge-base", "--is-ancestor", older, newer)
+    except GitOpsError:
+        return False
+    return True
+
+
+def code_commits(repo: Repo, change: Change) -> CodeCommits | None:
+    """The commits outside deploy/overlays/ between the two images of `change`.
+
+    After a bump these are what it deployed; after a rollback, what it took out (and what
+    the next release would bring straight back unless the environment is held). None when
+    either image names a commit this clone does not have.
+    """
+    before, after = change.before, change.after
+    if before is None or after is None or not (_releasable(before) and _releasable(after)):
+        return None
+    old = image_commit(repo, before.new_tag)
+    new = image_commit(repo, after.new_tag)
+    if old is None or new is None or old == new:
+        return None
+    if is_ancestor(repo, old, new):
+        direction: Literal["brought", "rolled back"] = "brought"
+        span = f"{old}..{new}"
+    elif is_ancestor(repo, new, old):
+        direction = "rolled back"
+        span = f"{new}..{old}"
+    else:
+        return None
+    log = repo.git("log", f"--format=%H{_SEP}%s", span, "--", ".", ":(exclude)deploy/overlays")
+    found = tuple(
+        (sha, subject) for sha, subject in (line.split(_SEP, 1) for line in log.splitlines())
+    )
+    short = f"{span.split('..')[0][:12]}..{span.split('..')[1][:12]}"
+    return CodeCommits(direction, short, found)
 
 
 def _key(entry: ImageEntry | None) -> tuple[str | None, ...] | None:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from gitops.errors import GitOpsError
 from gitops.files import atomic_write
-from gitops.history import Change, changes
+from gitops.history import Change, changes, image_commit, is_ancestor
+from gitops.hold import refuse_if_held
 from gitops.imageref import ImageRef
 from gitops.kustomization import DEFAULT_IMAGE_NAME, ImageEntry, Kustomization
 from gitops.render import Container, kustomize_command, render, verify_image
 from gitops.repo import KUSTOMIZATION, Repo
+from gitops.writeback import Edit, Proposal, workflow_run_url
 
 DEFAULT_LOCK_TIMEOUT_S = 60.0
 
@@ -146,3 +149,94 @@ def history(repo: Repo, env: str, options: Options) -> list[Change]:
     # Fail on a malformed working copy the same way the other commands do.
     Kustomization.load(path, label=repo.relative(path)).entry(options.image_name)
     return changes(repo, env, image_name=options.image_name)
+
+
+def check_order(repo: Repo, env: str, ref: ImageRef, options: Options) -> str | None:
+    """Refuse to move `env` to an image built from an older commit than the one it runs.
+
+    A re-run of an old release run would otherwise roll staging back silently. Returns a
+    note when the order cannot be told (a commit this clone does not have); the bump goes on.
+    """
+    path = repo.kustomization_path(env)
+    entry = Kustomization.load(path, label=repo.relative(path)).entry(options.image_name)
+    try:
+        current = entry.reference()
+    except GitOpsError:
+        return None  # the placeholder: any real image is an improvement
+    if current.tag == ref.tag:
+        return None
+    new_commit = image_commit(repo, ref.tag)
+    old_commit = image_commit(repo, current.tag)
+    if new_commit is None or old_commit is None:
+        unknown = ref.tag if new_commit is None else current.tag
+        return (
+            f"cannot tell whether {ref.tag} is newer than {current.tag}: "
+            f"{unknown} names no commit in this clone's history"
+        )
+    if new_commit != old_commit and is_ancestor(repo, new_commit, old_commit):
+        raise GitOpsError(
+            f"{env} runs {current.tag}, built from a newer commit than {ref.tag}; refusing to "
+            "move it back (a re-run of an old release?). Roll back with the revert that "
+            f"'python -m gitops history {env}' prints, or pass --force"
+        )
+    return None
+
+
+def bump_edit(
+    env: str, ref: ImageRef, options: Options, *, force: bool, log: Callable[[str], None]
+) -> Edit:
+    """The edit a release writes back: `env` set to `ref`, unless held or older.
+
+    It runs against the newest tip, so a hold or a newer image that landed while the image
+    was being built is honoured.
+    """
+
+    def edit(work: Repo) -> Proposal | None:
+        refuse_if_held(work, env)
+        if not force:
+            note = check_order(work, env, ref, options)
+            if note:
+                log(f"warning: {note}; bumping anyway")
+        result = set_image(work, env, ref, options)
+        if not result.changed:
+            return None
+        run_url = workflow_run_url()
+        body = f"Image: {ref}" + (f"\nRelease run: {run_url}" if run_url else "")
+        return Proposal(
+            paths=(result.path,),
+            subject=f"deploy({env}): {ref.short_name} {ref.tag}",
+            body=body,
+            branch=f"bump/{env}/{ref.tag}",
+        )
+
+    return edit
+
+
+def promote_edit(source: str, target: str, options: Options) -> Edit:
+    """The edit a promotion writes back: `target` set to the exact image `source` runs.
+
+    Read from the newest tip, so the pull request carries what staging runs now. A held
+    target is refused: a hold means "no new image here" whoever proposes it.
+    """
+
+    def edit(work: Repo) -> Proposal | None:
+        refuse_if_held(work, target)
+        result = promote(work, source, target, options)
+        if not result.changed:
+            return None
+        ref = result.ref
+        run_url = workflow_run_url()
+        body = (
+            f"Promotes the image that {source} runs to {target}, by digest:\n\n    {ref}\n\n"
+            f"Merging this pull request is the promotion: Argo CD syncs {target} from the "
+            "branch it deploys. Roll back by reverting the merge commit."
+            + (f"\n\nPromotion run: {run_url}" if run_url else "")
+        )
+        return Proposal(
+            paths=(result.path,),
+            subject=f"deploy({target}): promote {ref.short_name} {ref.tag} from {source}",
+            body=body,
+            branch=f"promote/{target}/{ref.tag}",
+        )
+
+    return edit

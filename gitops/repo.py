@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,23 +22,33 @@ _ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _GIT_TIMEOUT_S = 60
 
 
-def _git_env() -> dict[str, str]:
+def _git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     # Plain, untranslated output so that what we parse does not depend on the user's locale;
     # no pager and no prompts, so a missing credential fails instead of hanging a job.
     env = dict(os.environ)
     env.update({"LC_ALL": "C", "GIT_PAGER": "cat", "GIT_TERMINAL_PROMPT": "0"})
+    env.update(extra or {})
     return env
 
 
-def run_git_bytes(cwd: Path, args: Sequence[str], *, stdin: bytes | None = None) -> bytes:
-    """Run git in `cwd` and return its raw stdout; a failure becomes a GitOpsError."""
+def run_git_bytes(
+    cwd: Path,
+    args: Sequence[str],
+    *,
+    stdin: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+) -> bytes:
+    """Run git in `cwd` and return its raw stdout; a failure becomes a GitOpsError.
+
+    `env` adds variables for this one process (credentials for a fetch or a push).
+    """
     try:
         proc = subprocess.run(
             ["git", *args],
             cwd=cwd,
             input=stdin,
             capture_output=True,
-            env=_git_env(),
+            env=_git_env(env),
             timeout=_GIT_TIMEOUT_S,
             check=False,
         )
@@ -95,6 +105,10 @@ class Repo:
         """Run a git command at the root of the working tree, without decoding its output."""
         return run_git_bytes(self.root, args, stdin=stdin)
 
+    def git_env(self, env: Mapping[str, str], *args: str) -> str:
+        """Run a git command with `env` added to its environment only."""
+        return run_git_bytes(self.root, args, env=env).decode("utf-8", "replace")
+
     def environments(self) -> list[str]:
         """The environments, one per overlay directory that holds a kustomization.yaml."""
         overlays = self.root / OVERLAYS_DIR
@@ -123,13 +137,14 @@ class Repo:
         return path.relative_to(self.root).as_posix()
 
     @contextmanager
-    def lock(self, timeout_s: float) -> Iterator[None]:
+    def lock(self, timeout_s: float, *, name: str = LOCK_NAME) -> Iterator[None]:
         """Hold an exclusive lock for edits to this clone, waiting up to `timeout_s` seconds.
 
         The lock file lives in the git directory shared by all worktrees of the clone, so it is
-        never committed and two runs on the same clone cannot interleave their edits.
+        never committed and two runs on the same clone cannot interleave their edits. `name`
+        picks a separate lock for work that itself takes the edit lock (the write-back).
         """
-        path = self.git_dir / LOCK_NAME
+        path = self.git_dir / name
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             deadline = time.monotonic() + timeout_s

@@ -75,9 +75,9 @@ def deployed_image(repo: Path, env: str) -> str:
     return str(container["image"])
 
 
-def gitops(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def gitops(repo: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
     """`python -m gitops` as the workflows run it, from the repository's root."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **extra_env}
     return subprocess.run(
         [sys.executable, "-m", "gitops", *args],
         cwd=repo,

@@ -236,18 +236,6 @@ def test_bump_reports_to_github_outputs_and_an_identical_rerun_pushes_nothing(
     assert outputs.read_text().endswith(f"changed=false\ncommit={tip}\n")
 
 
-def test_bump_refuses_a_dirty_working_tree(origin: Path, tmp_path: Path) -> None:
-    release = clone(origin, tmp_path / "release")
-    path = overlay(release, "production")
-    path.write_text(path.read_text() + "# local edit\n")
-    tip = git(origin, "rev-parse", "main")
-    result = bump(release, ref(1))
-    assert result.returncode == 2
-    assert "uncommitted changes" in result.stderr
-    assert git(origin, "rev-parse", "main") == tip
-    assert path.read_text().endswith("# local edit\n")
-
-
 def test_bump_gives_up_after_the_last_attempt(origin: Path, tmp_path: Path) -> None:
     release = clone(origin, tmp_path / "release")
     git(release, "remote", "set-url", "origin", str(tmp_path / "gone.git"))
