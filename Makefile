@@ -115,11 +115,19 @@ gke-bootstrap: ## create the GKE cluster, registry, Workload Identity and Argo C
 gke-teardown: ## delete what gke-bootstrap created (ARGS=--dry-run to print)
 	scripts/gke-teardown.sh $(ARGS)
 
-.PHONY: kind-up kind-loop kind-down
+# The kind loop (docs/delivery.md, "The loop on kind"); kind-up runs kind-preflight and
+# kind-image itself, first.
+.PHONY: kind-preflight kind-image kind-up kind-loop kind-diagnose kind-down
+kind-preflight: ## check in seconds what the kind loop needs (Docker CPUs and memory, kind >= 0.27, ...)
+	scripts/kind/preflight.sh
+kind-image: ## build the image of HEAD and push it to the kind registry (kind-up's first step)
+	scripts/kind/image.sh
 kind-up: $(VENV)/.dev ## local kind cluster + Argo CD deploying this commit through GitOps
 	scripts/kind/up.sh
 kind-loop: $(VENV)/.dev ## on the kind cluster: bump staging in git, roll out, git revert, roll back
 	scripts/kind/loop.sh
+kind-diagnose: $(VENV)/.dev ## write the kind diagnostics bundle to build/kind-diagnostics
+	scripts/kind/diagnose.sh
 kind-down: ## delete the kind cluster, its registry and work clone
 	scripts/kind/down.sh
 

@@ -39,7 +39,9 @@ def test_the_delivery_scripts_are_all_found() -> None:
 
 
 def test_every_shell_script_is_shellcheck_clean() -> None:
-    result = shellcheck(*shell_scripts())
+    # scripts/kind/ passes every optional check too (tests/scripts/test_kind.py); one
+    # shellcheck run per script is enough on a small machine.
+    result = shellcheck(*[p for p in shell_scripts() if p.parent.name != "kind"])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -57,7 +59,10 @@ def test_every_runnable_script_is_executable_and_strict() -> None:
         text = path.read_text(encoding="utf-8")
         if text.startswith("#!"):
             assert path.stat().st_mode & 0o111, f"{path} has a shebang but is not executable"
-            assert "set -euo pipefail" in text or "set -uo pipefail" in text, path
+            assert any(
+                strict in text
+                for strict in ("set -euo pipefail", "set -Eeuo pipefail", "set -uo pipefail")
+            ), path
         else:
             # Libraries are sourced, never run, and say which shell they are written for.
             assert "shellcheck shell=bash" in text, path

@@ -26,6 +26,8 @@ PINNED_ACTIONS = {
     "actions/attest": ("v4.2.2", "1e69f48acb82d1966a394da916b4c1698aa569d6"),
     "actions/create-github-app-token": ("v3.1.1", "1b10c78c7865c340bc4f6099eb2f838309f1e8c3"),
     "helm/kind-action": ("v1.14.0", "ef37e7f390d99f746eb8b610417061a60e82a6cc"),
+    "actions/cache": ("v5.0.5", "27d5ce7f107fe9357f9df03efb73ab90386fccae"),
+    "actions/upload-artifact": ("v7.0.0", "bbbca2ddaa5d8feaa63e36b76fdaad77386f024f"),
 }
 
 # The repository variables release.yml reads; scripts/gke-bootstrap.sh tells the user to
