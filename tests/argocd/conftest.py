@@ -50,7 +50,15 @@ def applications(manifests: list[Manifest]) -> dict[str, Manifest]:
 
 @pytest.fixture(scope="session")
 def project(manifests: list[Manifest]) -> Manifest:
-    (found,) = [m for m in manifests if m.kind == "AppProject"]
+    """The AppProject of the environment Applications."""
+    (found,) = [m for m in manifests if m.kind == "AppProject" and m.name == "iris"]
+    return found
+
+
+@pytest.fixture(scope="session")
+def root_project(manifests: list[Manifest]) -> Manifest:
+    """The AppProject of the app of apps."""
+    (found,) = [m for m in manifests if m.kind == "AppProject" and m.name == "iris-root"]
     return found
 
 

@@ -156,39 +156,102 @@ def test_ignored_replicas_belong_to_a_deployment_scaled_by_an_hpa(
         assert [h["spec"]["scaleTargetRef"]["name"] for h in hpas] == ["iris-api"], name
 
 
-def test_project_finalizer_orphan_warning_and_sync_wave(project: Manifest) -> None:
-    assert FINALIZER in project.doc["metadata"]["finalizers"]
+def test_projects_keep_their_finalizer_and_the_iris_project_warns_on_orphans(
+    project: Manifest, root_project: Manifest
+) -> None:
+    for found in (project, root_project):
+        assert FINALIZER in found.doc["metadata"]["finalizers"], found.name
     assert project.doc["spec"]["orphanedResources"] == {"warn": True}
-    # Created before the Applications that name it when the root syncs both.
-    wave = int(project.doc["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])
-    assert wave < 0
 
 
-def test_root_application_manages_every_other_argocd_manifest(
-    repo_root: Path, applications: dict[str, Manifest], manifests: list[Manifest]
+def test_root_application_manages_exactly_the_environment_applications(
+    repo_root: Path, applications: dict[str, Manifest], environment_apps: dict[str, Manifest]
 ) -> None:
     root = applications["iris-root"]
     spec = root.doc["spec"]
     assert root.relpath == "argocd/root.yaml"
     assert spec["destination"] == {"server": IN_CLUSTER, "namespace": "argocd"}
+    # Only argocd/apps/: not root.yaml (applied by hand) and not argocd/install/ (Argo CD itself).
+    assert spec["source"]["path"] == "argocd/apps"
+    assert spec["source"]["directory"] == {"recurse": False}
     base = repo_root / spec["source"]["path"]
-    directory = spec["source"]["directory"]
-    assert directory["recurse"] is True
-    exclude = directory["exclude"]
-    # Argo CD matches the pattern against paths relative to the source path; a plain
-    # pattern (no braces) means the same to fnmatch.
-    assert not set("{}") & set(exclude)
-    managed = {
-        path.relative_to(repo_root).as_posix()
-        for path in base.rglob("*")
-        if path.suffix in {".yaml", ".yml", ".json"}
-        and not fnmatch.fnmatchcase(path.relative_to(base).as_posix(), exclude)
-    }
-    others = {m.relpath for m in manifests if m.relpath != root.relpath}
-    assert managed == others
+    managed = {p.relative_to(repo_root).as_posix() for p in base.iterdir() if p.is_file()}
+    assert managed == {app.relpath for app in environment_apps.values()}
+    assert set(applications) - set(environment_apps) == {"iris-root"}
+
+
+def test_nothing_uses_the_default_project(repo_root: Path, manifests: list[Manifest]) -> None:
+    # `default` allows every repository, destination and kind; argocd/install/ empties it,
+    # and nothing here may rely on it (a forgotten `project: default` must fail closed).
     for manifest in manifests:
-        assert manifest.doc["metadata"]["namespace"] == "argocd", manifest.relpath
-        assert manifest.kind in {"Application", "AppProject"}
+        if manifest.kind == "Application":
+            assert manifest.doc["spec"]["project"] in {"iris", "iris-root"}, manifest.name
+    # Anything under argocd/, the install kustomization's patches included: an Application
+    # never names `default`, and a `default` project, where one is written, allows nothing.
+    for path in sorted((repo_root / "argocd").rglob("*.y*ml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not isinstance(doc, dict):
+                continue
+            if doc.get("kind") == "Application":
+                assert (doc.get("spec") or {}).get("project") != "default", path
+            if doc.get("kind") == "AppProject" and doc["metadata"]["name"] == "default":
+                spec = doc.get("spec") or {}
+                assert not spec.get("sourceRepos"), path
+                assert not spec.get("destinations"), path
+
+
+def test_the_root_project_may_create_applications_in_argocd_from_this_repository_only(
+    root_project: Manifest, applications: dict[str, Manifest]
+) -> None:
+    spec = root_project.doc["spec"]
+    assert spec["sourceRepos"] == [REPO_PLACEHOLDER]
+    assert spec["destinations"] == [{"server": IN_CLUSTER, "namespace": "argocd"}]
+    # Exactly one kind; not AppProject, so no commit can widen a project.
+    assert spec["namespaceResourceWhitelist"] == [{"group": "argoproj.io", "kind": "Application"}]
+    # An empty list denies every cluster-scoped kind (a missing one would too, but say it).
+    assert spec["clusterResourceWhitelist"] == []
+    assert "namespaceResourceBlacklist" not in spec
+    assert "clusterResourceBlacklist" not in spec
+    # Only the root runs in it; an environment Application there could create Applications.
+    users = sorted(n for n, a in applications.items() if a.doc["spec"]["project"] == "iris-root")
+    assert users == ["iris-root"]
+
+
+def test_projects_are_applied_by_hand_not_synced_from_git(
+    manifests: list[Manifest], applications: dict[str, Manifest]
+) -> None:
+    # The root syncs argocd/apps only, and that directory holds only Applications.
+    root_path = applications["iris-root"].doc["spec"]["source"]["path"]
+    synced = [m for m in manifests if m.relpath.startswith(root_path + "/")]
+    assert synced
+    assert {m.kind for m in synced} == {"Application"}
+    assert {m.relpath for m in manifests if m.kind == "AppProject"} == {"argocd/root.yaml"}
+
+
+@pytest.mark.parametrize("name", ["iris-root", "iris-staging", "iris-production"])
+def test_every_application_retries_on_the_newest_revision_and_diffs_server_side(
+    name: str, applications: dict[str, Manifest]
+) -> None:
+    doc = applications[name].doc
+    # A revert must not wait behind five retries of the revision it replaces.
+    assert doc["spec"]["syncPolicy"]["retry"]["refresh"] is True
+    annotations = doc["metadata"]["annotations"]
+    assert annotations["argocd.argoproj.io/compare-options"] == "ServerSideDiff=true"
+    assert "ServerSideApply=true" in doc["spec"]["syncPolicy"]["syncOptions"]
+
+
+def test_only_production_waits_for_a_person_before_the_root_prunes_it(
+    applications: dict[str, Manifest],
+) -> None:
+    def sync_options(name: str) -> str | None:
+        annotations = applications[name].doc["metadata"].get("annotations", {})
+        value = annotations.get("argocd.argoproj.io/sync-options")
+        return None if value is None else str(value)
+
+    assert sync_options("iris-production") == "Prune=confirm"
+    assert sync_options("iris-staging") is None
+    # The root itself still prunes (so a removed staging goes away on its own).
+    assert applications["iris-root"].doc["spec"]["syncPolicy"]["automated"]["prune"] is True
 
 
 def test_yamllint_is_clean(repo_root: Path) -> None:

@@ -31,12 +31,13 @@ def test_manifest_is_valid_against_its_crd(
     assert errors(validators[manifest.kind], manifest.doc) == []
 
 
-def test_argocd_holds_the_project_root_and_one_application_per_environment() -> None:
+def test_argocd_holds_the_projects_the_root_and_one_application_per_environment() -> None:
     names = sorted((m.relpath, m.kind, m.name) for m in ALL)
     assert names == [
         ("argocd/apps/production.yaml", "Application", "iris-production"),
         ("argocd/apps/staging.yaml", "Application", "iris-staging"),
-        ("argocd/project.yaml", "AppProject", "iris"),
+        ("argocd/root.yaml", "AppProject", "iris"),
+        ("argocd/root.yaml", "AppProject", "iris-root"),
         ("argocd/root.yaml", "Application", "iris-root"),
     ]
 
@@ -47,7 +48,7 @@ def _app(name: str) -> dict[str, Any]:
 
 
 def _project() -> dict[str, Any]:
-    (found,) = [m for m in ALL if m.kind == "AppProject"]
+    (found,) = [m for m in ALL if m.kind == "AppProject" and m.name == "iris"]
     return copy.deepcopy(found.doc)
 
 
@@ -73,6 +74,14 @@ BROKEN_APPLICATIONS: dict[str, tuple[Mutation, str]] = {
     "retry limit as a string": (
         lambda d: d["spec"]["syncPolicy"]["retry"].__setitem__("limit", "5"),
         "'5' is not of type 'integer'",
+    ),
+    "retry refresh as a string": (
+        lambda d: d["spec"]["syncPolicy"]["retry"].__setitem__("refresh", "true"),
+        "'true' is not of type 'boolean'",
+    ),
+    "misspelt retry refresh": (
+        lambda d: _rename(d["spec"]["syncPolicy"]["retry"], "refresh", "refesh"),
+        "refesh",
     ),
     "unknown syncPolicy field": (
         lambda d: d["spec"]["syncPolicy"].__setitem__("autoSync", True),

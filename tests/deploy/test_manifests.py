@@ -277,12 +277,28 @@ def test_only_emptydir_volumes_are_writable(rendered: Render) -> None:
 
 def test_network_policy_admits_only_the_serving_port(rendered: Render) -> None:
     policy = rendered.one("NetworkPolicy")["spec"]
-    assert policy["policyTypes"] == ["Ingress"]
+    assert "Ingress" in policy["policyTypes"]
     (rule,) = policy["ingress"]
     assert "from" not in rule  # clients come from anywhere, but only to this port
     (port,) = rule["ports"]
     container_ports = {p["name"]: p["containerPort"] for p in container(rendered)["ports"]}
     assert port["port"] in container_ports or port["port"] in container_ports.values()
+
+
+def test_network_policy_denies_every_outgoing_connection(rendered: Render) -> None:
+    # Egress listed with no rule denies all of it, DNS included: the service opens none.
+    policy = rendered.one("NetworkPolicy")["spec"]
+    assert "Egress" in policy["policyTypes"]
+    assert policy.get("egress", []) == []
+    assert policy["podSelector"] == selectors(rendered)["NetworkPolicy"]
+
+
+def test_production_turns_the_interactive_docs_off_and_staging_keeps_them(
+    renders: dict[str, Render],
+) -> None:
+    # tests/deploy/test_service_contract.py checks the name is a real setting.
+    assert env_of(renders["production"])["IRIS_DOCS_ENABLED"] == "false"
+    assert "IRIS_DOCS_ENABLED" not in env_of(renders["staging"])
 
 
 def test_termination_grace_outlasts_prestop_and_the_graceful_timeout(rendered: Render) -> None:

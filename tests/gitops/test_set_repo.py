@@ -67,7 +67,7 @@ def test_set_repo_rewrites_every_source_and_nothing_else(
         added = [line[2:] for line in diff if line.startswith("+ ")]
         assert [line.replace(PLACEHOLDER, FORK) for line in removed] == added, name
         changed += len(added)
-    assert changed == 4  # the project's sourceRepos and three Applications
+    assert changed == 5  # both projects' sourceRepos and three Applications
     for path in (argocd_repo / "argocd").rglob("*.yaml"):
         assert PLACEHOLDER not in path.read_text()
         for doc in yaml.safe_load_all(path.read_text()):
