@@ -42,6 +42,7 @@ from model.artifact import ArtifactError
 from model.data import FEATURE_RANGE
 from service import metrics
 from service.deadlines import BodyDeadlines
+from service.docs import add_docs, live_examples
 from service.errors import (
     JSON,
     BadRequestError,
@@ -654,11 +655,12 @@ def _add_schemas(app: IrisApp) -> None:
     from pydantic.json_schema import models_json_schema
 
     generate = app.openapi
+    served: dict[str, Any] = {}  # the document with the served model's examples, built once
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        document = generate()
+        if served:
+            return served
+        document = generate()  # FastAPI keeps it in app.openapi_schema; extended once
         _, definitions = models_json_schema(
             [(model, "validation") for model in (Measurement, BatchRequest, V2InferenceRequest)],
             ref_template="#/components/schemas/{model}",
@@ -666,8 +668,11 @@ def _add_schemas(app: IrisApp) -> None:
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         for name, schema in definitions.get("$defs", {}).items():
             schemas.setdefault(name, schema)
-        app.openapi_schema = document
-        return document
+        model: ServedModel | None = app.state.model
+        if model is None:
+            return document  # examples with the stand-in version until a model serves
+        served.update(live_examples(document, model))
+        return served
 
     app.openapi = openapi  # type: ignore[method-assign]
 
@@ -691,7 +696,8 @@ def create_app(settings: Settings | None = None) -> IrisApp:
             f"bytes; a batch holds at most {settings.max_batch_rows} rows."
         ),
         lifespan=_lifespan,
-        docs_url="/docs" if settings.docs_enabled else None,
+        # Served by service.docs from the pinned package, not from a CDN.
+        docs_url=None,
         redoc_url=None,
         # Neither /predict nor /predict/ may answer with a redirect.
         redirect_slashes=False,
@@ -702,6 +708,8 @@ def create_app(settings: Settings | None = None) -> IrisApp:
         app.add_exception_handler(exc_class, handle_error)
     _add_routes(app)
     _add_schemas(app)
+    if settings.docs_enabled:
+        add_docs(app, app.title)
     return app
 
 
