@@ -44,7 +44,11 @@ collected="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   done
   [[ -n "${applications}" ]] || printf 'no Applications (Argo CD not installed, or the root Application not applied yet)\n'
   printf '\n'
-  k get pods --all-namespaces -o json | "${PYTHON}" "${KIND_DIR}/triage.py" pods
+  if pods="$(k get pods --all-namespaces -o json 2>&1)"; then
+    "${PYTHON}" "${KIND_DIR}/triage.py" pods <<<"${pods}"
+  else
+    printf 'pods: %s\n' "${pods}"
+  fi
 } >"${out}/summary.txt" 2>&1
 
 capture applications.yaml k --namespace argocd get applications,appprojects -o yaml

@@ -264,11 +264,14 @@ registry_digest() {
 # build_image REVISION TAG: builds the work clone with GIT_REVISION=REVISION as
 # PUSH_NAME:TAG. The whole build log goes to the terminal and to LOG_DIR/build-TAG.log;
 # KIND_BUILD_CACHE=<dir> keeps the build stage between runs (docker save/load), for
-# machines whose Docker starts empty each time, like CI runners.
+# machines whose Docker starts empty each time, like CI runners. PYTHON_IMAGE and
+# DOCKER_NETWORK mean what they mean to `make image` (a substitute base, the build's network).
 build_image() {
-  local revision="$1" tag="$2" build_log cache_args=()
+  local revision="$1" tag="$2" build_log cache_args=() build_args=()
   build_log="${LOG_DIR}/build-${tag}.log"
   mkdir -p "${LOG_DIR}"
+  [[ -z "${PYTHON_IMAGE:-}" ]] || build_args+=(--build-arg "PYTHON_IMAGE=${PYTHON_IMAGE}")
+  [[ -z "${DOCKER_NETWORK:-}" ]] || build_args+=(--network "${DOCKER_NETWORK}")
   if [[ -n "${KIND_BUILD_CACHE:-}" ]]; then
     if [[ -f "${KIND_BUILD_CACHE}/build-stage.tar" ]]; then
       log "loading the cached build stage from ${KIND_BUILD_CACHE}"
@@ -279,14 +282,15 @@ build_image() {
     # none. Both take --cache-from.
     cache_args=(--cache-from "${PUSH_NAME}:build-stage" --build-arg BUILDKIT_INLINE_CACHE=1)
   fi
+  build_args+=(${cache_args[@]+"${cache_args[@]}"})
   log "building ${PUSH_NAME}:${tag} (log: ${build_log})"
   local status=0
   if [[ -n "${KIND_BUILD_CACHE:-}" ]]; then
-    BUILDKIT_PROGRESS=plain docker build "${cache_args[@]}" --target build \
+    BUILDKIT_PROGRESS=plain docker build "${build_args[@]}" --target build \
       --tag "${PUSH_NAME}:build-stage" "${WORK_REPO}" 2>&1 | tee "${build_log}" >&2 || status=$?
   fi
   if ((status == 0)); then
-    BUILDKIT_PROGRESS=plain docker build ${cache_args[@]+"${cache_args[@]}"} \
+    BUILDKIT_PROGRESS=plain docker build ${build_args[@]+"${build_args[@]}"} \
       --build-arg GIT_REVISION="${revision}" --tag "${PUSH_NAME}:${tag}" "${WORK_REPO}" 2>&1 |
       tee -a "${build_log}" >&2 || status=$?
   fi

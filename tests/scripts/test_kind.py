@@ -560,3 +560,54 @@ def test_gitops_edits_keep_the_kind_sizing(tmp_path: Path) -> None:
         text = (clone / "deploy" / "overlays" / overlay / "kustomization.yaml").read_text()
         assert "transformers:\n  - ../../../scripts/kind/sizing" in text
         assert DIGEST in text
+
+
+# --- diagnostics --------------------------------------------------------------------------------
+
+
+def test_diagnose_writes_the_whole_bundle_even_when_the_cluster_is_gone(tmp_path: Path) -> None:
+    # kubectl and kind stand-ins that fail like a deleted cluster: the bundle still gets
+    # every file, each saying what failed, and the script still exits 0.
+    bin_dir = tmp_path / "bin"
+    gone = '#!/bin/sh\necho "The connection to the server 127.0.0.1:6443 was refused" >&2\nexit 1\n'
+    write_stand_in(bin_dir, "kubectl", gone)
+    write_stand_in(bin_dir, "kind", gone)
+    (tmp_path / "state" / "logs").mkdir(parents=True)
+    (tmp_path / "state" / "logs" / "build-sha-0123.log").write_text("Step 1/9\n")
+    out = tmp_path / "bundle"
+    result = subprocess.run(
+        ["bash", str(KIND_DIR / "diagnose.sh"), str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={
+            **os.environ,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "HOME": str(tmp_path),
+            "KIND_STATE_DIR": str(tmp_path / "state"),
+            "PYTHON": sys.executable,
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(out)
+    files = {path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file()}
+    for expected in (
+        "summary.txt",
+        "applications.yaml",
+        "nodes.txt",
+        "iris-staging/describe.txt",
+        "iris-production/events.txt",
+        "argocd/argocd-application-controller.log",
+        "argocd/argocd-repo-server.log",
+        "iris-git/git-server.log",
+        "kind-export.txt",
+        "build-logs/build-sha-0123.log",
+    ):
+        assert expected in files, expected
+    summary = (out / "summary.txt").read_text(encoding="utf-8")
+    assert "no Applications" in summary
+    controller = (out / "argocd" / "argocd-application-controller.log").read_text()
+    assert "connection to the server 127.0.0.1:6443 was refused" in controller
+    assert "(exit 1)" in controller

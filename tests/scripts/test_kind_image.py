@@ -61,7 +61,7 @@ def docker_engine() -> None:
 
 
 @pytest.fixture(scope="module")
-def base_image(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> str:
+def base_image(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A tiny image: /bin/sh (dash) and the libraries it loads, imported with docker import."""
     root = tmp_path_factory.mktemp("base-root")
     shell = Path("/bin/dash")
@@ -84,7 +84,12 @@ def base_image(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) ->
     ).stdout
     tag = "iris-kind-test/base:" + hashlib.sha256(tar).hexdigest()[:12]
     docker("import", "-", tag, stdin=tar)
-    return tag
+    yield tag
+    # The classic builder keeps the container of a failed step; then the image can go.
+    containers = docker("ps", "--all", "--quiet", "--filter", f"ancestor={tag}").split()
+    if containers:
+        docker("rm", "--force", *[c.decode() for c in containers])
+    docker("rmi", "--force", tag)
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +130,10 @@ def registry(
                 time.sleep(0.2)
         yield port, directory
     finally:
+        pushed = docker("images", "--format", "{{.Repository}}:{{.Tag}}").decode().split()
+        ours = [image for image in pushed if image.startswith(f"localhost:{port}/")]
+        if ours:
+            docker("rmi", "--force", *ours)
         process.terminate()
         process.wait(timeout=20)
         log.close()
