@@ -24,11 +24,16 @@ import pytest
 
 from tests.tools import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("first-contact")]
-
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 # First install of a lock from an empty pip cache can take minutes on a slow mirror.
 INSTALL_TIMEOUT = 900
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("first-contact"),
+    pytest.mark.timeout(2 * INSTALL_TIMEOUT + 300),
+]
 
 
 def user_environment() -> dict[str, str]:
