@@ -13,20 +13,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from reliability.scenarios import Outcome
-from reliability.service import REPO_ROOT
+from reliability.outcome import Outcome
+from harness.git import clone, git, git_env, init_origin
+from harness.servers import REPO_ROOT
 
 ENV = "staging"
 OVERLAY = Path("deploy/overlays") / ENV / "kustomization.yaml"
 IMAGE = "europe-west1-docker.pkg.dev/example-project/iris/iris-api"
-GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "Reliability Test",
-    "GIT_AUTHOR_EMAIL": "reliability@example.com",
-    "GIT_COMMITTER_NAME": "Reliability Test",
-    "GIT_COMMITTER_EMAIL": "reliability@example.com",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 
 
 def image_ref(n: int) -> str:
@@ -37,31 +30,7 @@ def image_ref(n: int) -> str:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, **GIT_IDENTITY, "PYTHONPATH": str(REPO_ROOT), "PYTHON": sys.executable}
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, env=_env(), check=True
-    )
-    return done.stdout.strip()
-
-
-def make_origin(workdir: Path) -> Path:
-    """A bare repository holding this project's deploy/ tree, as Argo CD's source."""
-    seed = workdir / "seed"
-    shutil.copytree(REPO_ROOT / "deploy", seed / "deploy")
-    git(workdir, "init", "-q", "-b", "main", str(seed))
-    git(seed, "add", "-A")
-    git(seed, "commit", "-q", "-m", "deploy tree")
-    origin = workdir / "origin.git"
-    git(workdir, "clone", "-q", "--bare", str(seed), str(origin))
-    return origin
-
-
-def clone(origin: Path, target: Path) -> Path:
-    git(origin.parent, "clone", "-q", str(origin), str(target))
-    return target
+    return {**git_env(), "PYTHONPATH": str(REPO_ROOT), "PYTHON": sys.executable}
 
 
 def set_image_argv(repo: Path, ref: str) -> list[str]:
@@ -81,7 +50,7 @@ def gitops_state_safety(
     out = Outcome("6 GitOps state safety", "")
     started = time.perf_counter()
     rng = random.Random(seed)
-    origin = make_origin(workdir)
+    origin = init_origin(workdir)
 
     # The two states a killed run may leave: the file before, or the file after.
     scratch = clone(origin, workdir / "scratch")

@@ -19,16 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reliability.gitops_safety import gitops_state_safety
-from reliability.scenarios import (
-    Outcome,
-    bad_artifacts,
-    graceful_shutdown,
-    hostile_input,
-    shutdown_budget,
-    sustained_load,
-    worker_crash,
-)
-from reliability.service import REPO_ROOT
+from harness.servers import REPO_ROOT
+from reliability.artifacts import bad_artifacts
+from reliability.hostile import hostile_input
+from reliability.outcome import Outcome
+from reliability.serving import graceful_shutdown, shutdown_budget, sustained_load, worker_crash
 
 
 def scenarios(model_dir: Path) -> dict[str, Callable[[Path], Outcome]]:

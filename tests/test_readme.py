@@ -10,7 +10,7 @@ import pytest
 
 from service.app import create_app
 from service.settings import Settings
-from tests.service.conftest import start_server
+from harness.servers import start_service
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
@@ -146,7 +146,7 @@ def test_runnable_blocks_succeed_against_a_real_server(
 ) -> None:
     blocks = [body for before, body in fenced_blocks("bash") if before.startswith("<!-- runnable")]
     assert blocks
-    server = start_server(tmp_path, trained_artifact_dir, workers=1)
+    server = start_service(trained_artifact_dir, tmp_path, workers=1)
     try:
         for body in blocks:
             script = body.replace("localhost:8000", f"127.0.0.1:{server.port}")

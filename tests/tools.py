@@ -1,9 +1,8 @@
-"""Helpers shared across the test packages: the pinned dev tools, free ports, glob patterns."""
+"""Helpers shared across the test packages: the pinned dev tools and glob patterns."""
 
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -37,13 +36,6 @@ def run_tool(
         timeout=timeout,
         check=False,
     )
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now (the kernel's choice)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def glob_regex(pattern: str, wildcards: Mapping[str, str]) -> str:

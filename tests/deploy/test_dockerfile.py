@@ -36,7 +36,7 @@ from tests.deploy.support import (
     parse_dockerfile,
     quantity,
 )
-from tests.tools import free_port
+from harness.ports import free_port
 
 BASE_IMAGE = re.compile(
     r"^python:3\.11(\.\d+)?-slim-(?P<debian>bookworm|trixie)@sha256:(?P<digest>[0-9a-f]{64})$"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gitops.support import init_repo
+from harness.git import init_repo
 
 
 @pytest.fixture(autouse=True)

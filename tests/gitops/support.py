@@ -1,20 +1,21 @@
-"""Real git repositories in temporary directories, holding a copy of the project's deploy/."""
+"""The GitOps tool and the release bump script run on real repositories (harness.git)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
+
+
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUMP_SCRIPT = REPO_ROOT / "scripts" / "release" / "bump-staging.sh"
 HOST = "europe-west1-docker.pkg.dev/iris-demo-123/iris/iris-api"
-IDENTITY = ("-c", "user.name=Test Developer", "-c", "user.email=dev@example.com")
 
 
 def ref(n: int) -> str:
@@ -22,39 +23,6 @@ def ref(n: int) -> str:
     digest = hashlib.sha256(f"image {n}".encode()).hexdigest()
     commit = hashlib.sha1(f"commit {n}".encode(), usedforsecurity=False).hexdigest()[:7]
     return f"{HOST}:sha-{commit}@sha256:{digest}"
-
-
-def git(cwd: Path, *args: str) -> str:
-    """Run git as a developer would; fail the test with git's stderr if it fails."""
-    proc = subprocess.run(
-        ["git", *IDENTITY, *args], cwd=cwd, capture_output=True, text=True, check=False
-    )
-    assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr}"
-    return proc.stdout.strip()
-
-
-def init_repo(path: Path) -> Path:
-    """A new repository on branch main whose first commit holds the project's deploy/."""
-    path.mkdir(parents=True)
-    git(path, "init", "-q", "-b", "main")
-    shutil.copytree(REPO_ROOT / "deploy", path / "deploy")
-    git(path, "add", "deploy")
-    git(path, "commit", "-q", "-m", "Add the deploy manifests")
-    return path
-
-
-def init_origin(tmp_path: Path) -> Path:
-    """A bare "origin" seeded with the project's deploy/ on main."""
-    origin = tmp_path / "origin.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
-    seed = init_repo(tmp_path / "seed")
-    git(seed, "push", "-q", str(origin), "main")
-    return origin
-
-
-def clone(origin: Path, path: Path) -> Path:
-    git(origin.parent, "clone", "-q", str(origin), str(path))
-    return path
 
 
 def overlay(repo: Path, env: str) -> Path:

@@ -16,10 +16,10 @@ import pytest
 
 from gitops import files
 from gitops.cli import main
+from harness.git import git
 from tests.gitops.support import (
     REPO_ROOT,
     deployed_image,
-    git,
     gitops,
     overlay,
     ref,

@@ -13,14 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.git import clone, git, init_origin
 from tests.gitops.support import (
     BUMP_SCRIPT,
     bump,
-    clone,
     deployed_image,
-    git,
     gitops,
-    init_origin,
     overlay,
     ref,
     start_bump,

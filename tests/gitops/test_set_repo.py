@@ -12,7 +12,8 @@ import yaml
 
 from gitops.cli import main
 from gitops.repourl import _yaml
-from tests.gitops.support import REPO_ROOT, git
+from harness.git import git
+from tests.gitops.support import REPO_ROOT
 
 pytestmark = pytest.mark.integration  # runs real git
 

@@ -8,7 +8,7 @@ hang, a crash loop or a leak.
 
 from __future__ import annotations
 
-from reliability.scenarios import Outcome
+from reliability.outcome import Outcome
 
 
 def explain(outcome: Outcome) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reliability.scenarios import bad_artifacts
+from reliability.artifacts import bad_artifacts
 from tests.reliability.support import explain
 
 pytestmark = pytest.mark.integration

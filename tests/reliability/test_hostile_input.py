@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reliability.scenarios import hostile_input
+from reliability.hostile import hostile_input
 from tests.reliability.support import explain
 
 pytestmark = pytest.mark.integration

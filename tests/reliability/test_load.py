@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reliability.scenarios import sustained_load
+from reliability.serving import sustained_load
 from tests.reliability.support import explain
 
 pytestmark = pytest.mark.integration

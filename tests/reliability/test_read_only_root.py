@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from bench import procs
-from reliability.service import PREDICT, service_server, wait_ready
+from harness.http import request
+from harness.servers import service_server
+from reliability.workload import PREDICT
 
 pytestmark = pytest.mark.integration
 
@@ -110,10 +111,10 @@ def test_service_serves_from_a_read_only_tree_with_only_the_declared_mounts_writ
         ],
     )
     with server:
-        wait_ready(server)
-        status, body = procs.request(server.port, "POST", PREDICT.path, PREDICT.body)
+        server.wait_ready()
+        status, body = request(server.port, "POST", PREDICT.path, PREDICT.body)
         assert status == 200, body
-        status, body = procs.request(server.port, "GET", "/metrics")
+        status, body = request(server.port, "GET", "/metrics")
         assert status == 200
         assert b"iris_" in body
         # The server's view of the filesystem really is read-only.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reliability.scenarios import graceful_shutdown, shutdown_budget
+from reliability.serving import graceful_shutdown, shutdown_budget
 from tests.reliability.support import explain
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reliability.scenarios import worker_crash
+from reliability.serving import worker_crash
 from tests.reliability.support import explain
 
 pytestmark = pytest.mark.integration

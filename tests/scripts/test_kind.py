@@ -24,10 +24,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.ports import free_port
 from tests.argocd.support import CRDS_ENV, crds_dir
 from tests.deploy.support import OVERLAYS, quantity, render
 from tests.scripts.support import REPO_ROOT, write_stand_in
-from tests.tools import free_port, run_tool
+from tests.tools import run_tool
 
 KIND_DIR = REPO_ROOT / "scripts" / "kind"
 DIGEST = "sha256:" + "ab" * 32

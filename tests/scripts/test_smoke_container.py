@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.scripts.support import REPO_ROOT, run_with_stand_ins, write_stand_in
-from tests.service.conftest import start_server
+from harness.servers import start_service
 
 SCRIPT = REPO_ROOT / "scripts" / "smoke-container.sh"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -47,12 +47,12 @@ def server_port(
     trained_artifact_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[int]:
     """The real service, configured as the image configures it, on a free loopback port."""
-    server = start_server(
-        tmp_path_factory.mktemp("smoke-server"),
+    server = start_service(
         trained_artifact_dir,
+        tmp_path_factory.mktemp("smoke-server"),
         workers=1,
         git_revision=REVISION,
-        # The image leaves the log format to the service, as start_server does not.
+        # The image leaves the log format to the service, as start_service does not.
         log_format="auto",
     )
     try:

@@ -16,7 +16,7 @@ import service.app
 from model.artifact import CLASS_NAMES, ArtifactError, load
 from service.app import create_app
 from service.settings import Settings
-from tests.service.conftest import make_client
+from tests.service.support import make_client
 
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 VIRGINICA = {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3}

@@ -19,21 +19,21 @@ import numpy as np
 import pytest
 
 from model.artifact import CLASS_NAMES, load
-from tests.service.conftest import ServerProcess, start_server
+from harness.servers import ServiceServer, start_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("service-server")]
 
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
 
-def _triton_client(server: ServerProcess) -> Any:
+def _triton_client(server: ServiceServer) -> Any:
     import tritonclient.http as triton
 
     return triton.InferenceServerClient(url=f"127.0.0.1:{server.port}", network_timeout=10)
 
 
 def test_v2_protocol_through_tritonclient(
-    server: ServerProcess, trained_artifact_dir: Path
+    server: ServiceServer, trained_artifact_dir: Path
 ) -> None:
     import tritonclient.http as triton
 
@@ -81,7 +81,7 @@ def test_v2_protocol_through_tritonclient(
     assert response["model_version"] == artifact.metadata.model_version
 
 
-def test_tritonclient_sees_unknown_model_as_protocol_error(server: ServerProcess) -> None:
+def test_tritonclient_sees_unknown_model_as_protocol_error(server: ServiceServer) -> None:
     import tritonclient.http as triton
     from tritonclient.utils import InferenceServerException
 
@@ -110,7 +110,7 @@ def _metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def test_metrics_add_up_across_both_workers(server: ServerProcess) -> None:
+def test_metrics_add_up_across_both_workers(server: ServiceServer) -> None:
     before = server.get("/metrics")[1].decode()
     body = json.dumps(SETOSA).encode()
     sent = 60
@@ -137,8 +137,8 @@ def test_metrics_add_up_across_both_workers(server: ServerProcess) -> None:
     assert len(writers) >= 2, writers
 
 
-def test_workers_never_import_pandas(server: ServerProcess) -> None:
-    workers = server.worker_pids()
+def test_workers_never_import_pandas(server: ServiceServer) -> None:
+    workers = server.workers()
     assert len(workers) == 2
     for pid in workers:
         mapped = Path(f"/proc/{pid}/maps").read_text()
@@ -146,7 +146,7 @@ def test_workers_never_import_pandas(server: ServerProcess) -> None:
         assert "/pandas/" not in mapped
 
 
-def test_request_lines_are_json_with_request_id_and_no_body(server: ServerProcess) -> None:
+def test_request_lines_are_json_with_request_id_and_no_body(server: ServiceServer) -> None:
     marker = "3.14159"
     server.post("/predict", json.dumps({**SETOSA, "sepal_width": float(marker)}).encode())
     server.post("/predict", b'{"sepal_length": "secret-value"}')
@@ -159,7 +159,7 @@ def test_request_lines_are_json_with_request_id_and_no_body(server: ServerProces
         assert {"ts", "level", "method", "path", "status", "duration_ms", "request_id"} <= set(line)
         assert line["model_version"] != "none"
     assert any(line["status"] == 422 and line["level"] == "info" for line in requests)
-    text = server.log_path.read_text()
+    text = server.log_text()
     assert marker not in text
     assert "secret-value" not in text
     assert "Traceback" not in text
@@ -167,7 +167,7 @@ def test_request_lines_are_json_with_request_id_and_no_body(server: ServerProces
     loaded = [line for line in lines if line.get("message") == "model loaded"]
     assert [line["pid"] for line in loaded] == [server.process.pid]
     serving = [line for line in lines if line.get("message") == "worker serving"]
-    assert sorted(line["pid"] for line in serving) == sorted(server.worker_pids())
+    assert sorted(line["pid"] for line in serving) == sorted(server.workers())
     assert all(line["preloaded"] for line in serving)
 
 
@@ -188,7 +188,7 @@ def _read_response(connection: socket.socket) -> str:
 def test_sigterm_drains_readiness_then_finishes_in_flight_requests(
     tmp_path: Path, trained_artifact_dir: Path
 ) -> None:
-    server = start_server(tmp_path, trained_artifact_dir, workers=1, drain_seconds=1.5)
+    server = start_service(trained_artifact_dir, tmp_path, workers=1, drain_seconds=1.5)
     body = json.dumps(SETOSA).encode()
     try:
         # An in-flight request: headers and half the body sent before the SIGTERM.
@@ -226,7 +226,7 @@ def test_bad_artifact_makes_the_server_exit_nonzero_with_its_message(
     (broken / "model.joblib").write_bytes(b"truncated")
 
     started = time.monotonic()
-    server = start_server(tmp_path, broken, wait_ready=False, workers=2)
+    server = start_service(broken, tmp_path, wait=False, workers=2)
     code = server.process.wait(timeout=60)
     elapsed = time.monotonic() - started
 
@@ -241,4 +241,4 @@ def test_bad_artifact_makes_the_server_exit_nonzero_with_its_message(
     assert reason["level"] == "error"
     assert "corrupted or truncated" in reason["message"]
     assert "make train" in reason["message"]
-    assert "Traceback" not in server.log_path.read_text()
+    assert "Traceback" not in server.log_text()

@@ -21,7 +21,7 @@ from service.app import IrisApp, create_app
 from service.predict import load_model
 from service.protocol import MAX_HEADER_BYTES
 from service.settings import Settings
-from tests.service.conftest import start_server
+from harness.servers import start_service
 
 SETOSA = b'{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
 
@@ -164,7 +164,7 @@ def _answer(connection: socket.socket) -> tuple[bytes, float]:
 def test_slow_bodies_slow_headers_silence_and_endless_headers_are_cut_off(
     tmp_path: Path, trained_artifact_dir: Path
 ) -> None:
-    server = start_server(tmp_path, trained_artifact_dir, workers=1, body_timeout=1)
+    server = start_service(trained_artifact_dir, tmp_path, workers=1, body_timeout=1)
     try:
         started = time.monotonic()
         slow_body = _open(

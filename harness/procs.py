@@ -1,0 +1,92 @@
+"""CPU time, memory and children of processes, read straight from /proc."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+_T = TypeVar("_T")
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    # The command name (field 2) may hold spaces and parentheses; the rest follows the last ")".
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    fields = _stat_fields(pid)
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of the process."""
+    pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return pages * PAGE_SIZE
+
+
+def _live_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, stat fields) of every process still there when it is read."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            yield int(entry.name), _stat_fields(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of a process, oldest first."""
+    found = [(int(f[19]), child) for child, f in _live_stats() if int(f[1]) == pid]
+    return [child for _, child in sorted(found)]  # sorted by start time
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes whose process group is `pgid`."""
+    return [pid for pid, f in _live_stats() if int(f[2]) == pgid and f[0] != "Z"]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`."""
+    result: list[int] = []
+    queue = [pid]
+    while queue:
+        for child in children(queue.pop()):
+            result.append(child)
+            queue.append(child)
+    return result
+
+
+def per_process(pids: Iterable[int], read: Callable[[int], _T]) -> dict[int, _T]:
+    """`read(pid)` for each process, leaving out those that exited meanwhile."""
+    result = {}
+    for pid in pids:
+        try:
+            result[pid] = read(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return result
+
+
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        return _stat_fields(pid)[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def maps_text(pid: int) -> str:
+    """The process's memory maps (the shared libraries it loaded), "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return ""

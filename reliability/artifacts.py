@@ -1,0 +1,123 @@
+"""Scenario 4: a broken artifact stops the server at start, quickly, with the artifact's message."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import procs
+from harness.servers import service_server
+from reliability.load import LoadResult, one_request, run_load
+from reliability.outcome import Outcome
+from reliability.workload import LIVEZ, MIX, PREDICT, READYZ, WORK
+
+
+# --- 4. bad artifact at start ---------------------------------------------------------------
+
+
+def _break_artifact(kind: str, source: Path, target: Path) -> None:
+    shutil.copytree(source, target)
+    metadata_path = target / "metadata.json"
+    if kind == "missing model file":
+        (target / "model.joblib").unlink()
+    elif kind == "truncated joblib":
+        data = (target / "model.joblib").read_bytes()
+        (target / "model.joblib").write_bytes(data[: len(data) // 2])
+    elif kind == "another scikit-learn":
+        metadata = json.loads(metadata_path.read_text())
+        metadata["versions"]["scikit-learn"] = "1.5.2"
+        metadata_path.write_text(json.dumps(metadata))
+    elif kind == "wrong feature names":
+        metadata = json.loads(metadata_path.read_text())
+        metadata["feature_names"] = [
+            "sepal length (cm)",
+            "sepal width (cm)",
+            "petal length (cm)",
+            "petal width (cm)",
+        ]
+        metadata_path.write_text(json.dumps(metadata))
+    elif kind == "missing directory":
+        shutil.rmtree(target)
+    else:
+        raise ValueError(kind)
+
+
+BAD_ARTIFACTS = (
+    "missing model file",
+    "truncated joblib",
+    "another scikit-learn",
+    "wrong feature names",
+    "missing directory",
+)
+
+
+def bad_artifacts(
+    model_dir: Path,
+    workdir: Path,
+    *,
+    kinds: tuple[str, ...] = BAD_ARTIFACTS,
+    exit_bound_s: float = 2.5,
+) -> Outcome:
+    """Scenario 4: each broken artifact makes the process exit non-zero, quickly, with the
+    artifact's own message, and it never answers ready."""
+    from model.artifact import ArtifactError, load
+
+    out = Outcome("4 bad artifact at start", f"{len(kinds)} broken artifacts")
+    rows = []
+    started = time.perf_counter()
+    for kind in kinds:
+        broken = workdir / f"artifact-{kind.replace(' ', '-')}"
+        _break_artifact(kind, model_dir, broken)
+        try:
+            load(broken)
+            expected = ""
+        except ArtifactError as exc:
+            expected = str(exc)
+        server = service_server(broken, workdir, name=f"bad-{kind.replace(' ', '-')}")
+        server.start()
+        ready_seen = False
+        try:
+            assert server.proc is not None
+            while server.proc.poll() is None:
+                if time.perf_counter() - server.started_at > 30:
+                    break
+                if procs.try_request(server.port, "GET", "/readyz", timeout=0.5) == 200:
+                    ready_seen = True
+                time.sleep(0.02)
+            exit_s = time.perf_counter() - server.started_at
+        finally:
+            code = server.stop()
+        log = server.log_text()
+        rows.append(
+            {
+                "kind": kind,
+                "exit_code": code,
+                "exit_s": round(exit_s, 2),
+                "message_logged": bool(expected) and expected in log,
+                "traceback_logged": "Traceback (most recent call last)" in log,
+                "ready_seen": ready_seen,
+                "expected_message": expected,
+            }
+        )
+        out.check(f"{kind}: artifact check rejects it", bool(expected))
+        out.check(f"{kind}: exit non-zero", code not in (0, None))
+        out.check(f"{kind}: exit within {exit_bound_s:g} s", exit_s <= exit_bound_s)
+        out.check(f"{kind}: logs the artifact's message", bool(rows[-1]["message_logged"]))
+        out.check(f"{kind}: never ready", not ready_seen)
+    out.duration_s = time.perf_counter() - started
+    out.requests = len(kinds)
+    out.failures = sum(1 for r in rows if r["exit_code"] in (0, None) or r["ready_seen"])
+    out.figure = "exit " + ", ".join(f"{r['exit_code']} in {r['exit_s']:.2f} s" for r in rows)
+    out.details = {"artifacts": rows}
+    return out
