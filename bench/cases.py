@@ -113,12 +113,16 @@ def build_cases(cfg: Config, estimator: Any) -> list[Case]:
     n = cfg.batch_rows
     infer = "/v2/models/iris/infer"
     return [
-        Case("predict", "iris-api /predict", "iris-api", "/predict", single_json, 1, species_single),
+        Case(
+            "predict", "iris-api /predict", "iris-api", "/predict", single_json, 1, species_single
+        ),
         Case(
             "v2", "iris-api v2 infer [1,4]", "iris-api", infer, v2_body(single), 1, species_single
         ),
         Case("raw", "raw-asgi (ceiling)", "raw-asgi", "/predict", single_json, 1),
-        Case("tutorial", "tutorial FastAPI", "tutorial", "/predict", single_json, 1, species_single),
+        Case(
+            "tutorial", "tutorial FastAPI", "tutorial", "/predict", single_json, 1, species_single
+        ),
         Case("tidy", "tidy FastAPI", "tidy", "/predict", single_json, 1, species_single),
         Case(
             "mlserver",
@@ -138,7 +142,15 @@ def build_cases(cfg: Config, estimator: Any) -> list[Case]:
             n,
             species_batch,
         ),
-        Case("v2-batch", f"iris-api v2 infer [{n},4]", "iris-api", infer, v2_body(batch), n, species_batch),
+        Case(
+            "v2-batch",
+            f"iris-api v2 infer [{n},4]",
+            "iris-api",
+            infer,
+            v2_body(batch),
+            n,
+            species_batch,
+        ),
         Case(
             "mlserver-batch",
             f"mlserver v2 infer [{n},4]",

@@ -90,3 +90,11 @@ def maps_text(pid: int) -> str:
         return Path(f"/proc/{pid}/maps").read_text()
     except OSError:
         return ""
+
+
+MIB = 2**20
+
+
+def rss_by_pid(pids: Iterable[int]) -> dict[int, int]:
+    """Resident set size of each process still there."""
+    return per_process(pids, rss_bytes)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from harness import procs
 from harness.http import request, try_request
@@ -136,7 +137,7 @@ class Server:
             self.proc.wait(5)
         return self.proc.returncode
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -170,13 +171,15 @@ def service_server(
     name: str = "iris-api",
     cwd: Path | None = None,
     argv_prefix: Sequence[str] = (),
+    port: int | None = None,
 ) -> ServiceServer:
-    """`python -m service` serving `model_dir` on a free port, not started yet.
+    """`python -m service` serving `model_dir` on `port` (a free one unless given), not
+    started yet.
 
     Its log and metrics directory go in `workdir`; `env` adds or overrides IRIS_* (and
     other) variables. JSON logs unless `env` says otherwise.
     """
-    port = free_port()
+    port = port if port is not None else free_port()
     metrics = workdir / f"metrics-{name}-{port}"
     metrics.mkdir(parents=True, exist_ok=True)
     environment = {
@@ -202,12 +205,18 @@ def service_server(
 
 
 def start_service(
-    model_dir: Path, workdir: Path, *, wait: bool = True, **settings: object
+    model_dir: Path,
+    workdir: Path,
+    *,
+    wait: bool = True,
+    port: int | None = None,
+    **settings: object,
 ) -> ServiceServer:
-    """Start `python -m service` with IRIS_<NAME>=value for each of `settings`; unless
-    `wait` is False, return once every worker serves (stopping it if it never does)."""
+    """Start `python -m service` (on `port`, else a free one) with IRIS_<NAME>=value for
+    each of `settings`; unless `wait` is False, return once every worker serves (stopping
+    it if it never does)."""
     env = {f"IRIS_{key.upper()}": str(value) for key, value in settings.items()}
-    server = service_server(model_dir, workdir, env)
+    server = service_server(model_dir, workdir, env, port=port)
     server.start()
     if wait:
         try:

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from harness import procs
+from harness.http import try_request
 from harness.servers import service_server
-from reliability.load import LoadResult, one_request, run_load
 from reliability.outcome import Outcome
-from reliability.workload import LIVEZ, MIX, PREDICT, READYZ, WORK
-
 
 # --- 4. bad artifact at start ---------------------------------------------------------------
 
@@ -92,7 +80,7 @@ def bad_artifacts(
             while server.proc.poll() is None:
                 if time.perf_counter() - server.started_at > 30:
                     break
-                if procs.try_request(server.port, "GET", "/readyz", timeout=0.5) == 200:
+                if try_request(server.port, "GET", "/readyz", timeout=0.5) == 200:
                     ready_seen = True
                 time.sleep(0.02)
             exit_s = time.perf_counter() - server.started_at

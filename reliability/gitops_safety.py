@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,9 +12,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from reliability.outcome import Outcome
 from harness.git import clone, git, git_env, init_origin
 from harness.servers import REPO_ROOT
+from reliability.outcome import Outcome
 
 ENV = "staging"
 OVERLAY = Path("deploy/overlays") / ENV / "kustomization.yaml"

@@ -5,24 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness import procs
 from harness.servers import service_server
-from reliability.load import LoadResult, one_request, run_load
+from reliability.load import one_request, run_load
 from reliability.outcome import Outcome
-from reliability.workload import LIVEZ, MIX, PREDICT, READYZ, WORK
-
+from reliability.workload import LIVEZ, MIX, PREDICT
 
 # --- 5. hostile input -----------------------------------------------------------------------
 
@@ -171,14 +165,14 @@ def hostile_input(
         server.wait_ready()
         asyncio.run(run_load(server.port, MIX, 8, 1.0))
         workers = server.workers()
-        rss_before = _rss(workers)
+        rss_before = procs.rss_by_pid(workers)
         from service.settings import Settings
 
         limit = Settings().max_body_bytes
         depth = limit // 2 - 20
         odd: dict[str, int | None] = {
             "body 4x the limit": _raw_exchange(server.port, _post("/predict", b" " * (4 * limit))),
-            "body of 10 MiB": _raw_exchange(server.port, _post("/predict", b"[" * 10 * MIB)),
+            "body of 10 MiB": _raw_exchange(server.port, _post("/predict", b"[" * 10 * procs.MIB)),
             "Content-Length of 1 GiB, no body": _raw_exchange(
                 server.port,
                 b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -240,9 +234,11 @@ def hostile_input(
             asyncio.run(slow_and_served())
             slow = slow_result["slow"]
             probe = slow_result["probe"]
-        rss_after = _rss(workers)
+        rss_after = procs.rss_by_pid(workers)
         same_workers = sorted(server.workers()) == sorted(workers)
-    growth = max(((rss_after.get(p, 0) - v) / MIB for p, v in rss_before.items()), default=0.0)
+    growth = max(
+        ((rss_after.get(p, 0) - v) / procs.MIB for p, v in rss_before.items()), default=0.0
+    )
     five_xx = [name for name, status in odd.items() if status is None or status >= 500]
     swarm_5xx = sum(n for s, n in statuses.items() if s >= 500)
     out.load = (

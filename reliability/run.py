@@ -18,9 +18,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reliability.gitops_safety import gitops_state_safety
 from harness.servers import REPO_ROOT
 from reliability.artifacts import bad_artifacts
+from reliability.gitops_safety import gitops_state_safety
 from reliability.hostile import hostile_input
 from reliability.outcome import Outcome
 from reliability.serving import graceful_shutdown, shutdown_budget, sustained_load, worker_crash

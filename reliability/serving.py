@@ -4,31 +4,16 @@ graceful shutdown under load, and when a worker is killed mid-load."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from harness import procs
 from harness.servers import service_server
 from reliability.load import LoadResult, one_request, run_load
 from reliability.outcome import Outcome
-from reliability.workload import LIVEZ, MIX, PREDICT, READYZ, WORK
-
-MIB = 2**20
-
-
-def _rss(pids: list[int]) -> dict[int, int]:
-    return procs.per_process(pids, procs.rss_bytes)
-
+from reliability.workload import MIX, READYZ, WORK
 
 # --- 1. sustained load ------------------------------------------------------------------------
 
@@ -49,21 +34,21 @@ def sustained_load(
         # Warm-up first, so first-request allocations do not count as growth.
         asyncio.run(run_load(server.port, MIX, connections, warmup_s))
         workers = server.workers()
-        before = _rss(workers)
+        before = procs.rss_by_pid(workers)
         peak = dict(before)
 
         async def drive() -> LoadResult:
             load = asyncio.create_task(run_load(server.port, MIX, connections, duration_s))
             while not load.done():
-                for pid, rss in _rss(workers).items():
+                for pid, rss in procs.rss_by_pid(workers).items():
                     peak[pid] = max(peak.get(pid, 0), rss)
                 await asyncio.sleep(0.5)
             return await load
 
         result = asyncio.run(drive())
-        after = _rss(workers)
+        after = procs.rss_by_pid(workers)
         same_workers = sorted(server.workers()) == sorted(workers)
-    growth = {pid: (after.get(pid, 0) - before[pid]) / MIB for pid in before}
+    growth = {pid: (after.get(pid, 0) - before[pid]) / procs.MIB for pid in before}
     worst = max(growth.values()) if growth else float("nan")
     out.duration_s = result.duration
     out.requests = result.sent
@@ -80,9 +65,9 @@ def sustained_load(
         "failure_kinds": dict(result.failure_kinds),
         "p50_ms": result.percentile_ms(50),
         "p99_ms": p99,
-        "rss_before_mib": [round(v / MIB, 1) for v in before.values()],
-        "rss_after_mib": [round(v / MIB, 1) for v in after.values()],
-        "rss_peak_mib": [round(v / MIB, 1) for v in peak.values()],
+        "rss_before_mib": [round(v / procs.MIB, 1) for v in before.values()],
+        "rss_after_mib": [round(v / procs.MIB, 1) for v in after.values()],
+        "rss_peak_mib": [round(v / procs.MIB, 1) for v in peak.values()],
         "rss_growth_bound_mib": rss_growth_bound_mib,
     }
     out.check("every response 2xx", result.non_2xx == 0 and bool(result.responses))

@@ -20,8 +20,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 
 from model.artifact import CLASS_NAMES, FEATURE_NAMES
+from service.dataplane import ServedModel
 from service.errors import NotFoundError
-from service.predict import ServedModel
 from service.schemas import EXAMPLE_MODEL_VERSION, EXAMPLE_ROW, EXAMPLE_ROW_2
 
 DOCS_URL = "/docs"

@@ -46,6 +46,22 @@ class NotFoundError(ServiceError):
     status_code = 404
 
 
+class ModelNotFoundError(NotFoundError):
+    """A model name, or a version of it, that this server does not serve (404)."""
+
+    def __init__(self, name: str, version: str | None, served: str, served_version: str) -> None:
+        if name != served:
+            detail = f"unknown model '{name}'; this server serves '{served}'"
+        else:
+            detail = (
+                f"unknown version '{version}' of model '{name}'; "
+                f"this server serves version '{served_version}'"
+            )
+        super().__init__(detail)
+        self.name = name
+        self.version = version
+
+
 class RequestTimeoutError(ServiceError):
     """The client did not send its whole body within IRIS_BODY_TIMEOUT (408)."""
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tools import free_port
+from harness.ports import free_port
 
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 # First install of a lock from an empty pip cache can take minutes on a slow mirror.

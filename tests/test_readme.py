@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.servers import start_service
 from service.app import create_app
 from service.settings import Settings
-from harness.servers import start_service
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
@@ -78,7 +78,7 @@ def route_pattern(path: str) -> re.Pattern[str]:
 
 def test_every_endpoint_the_readme_names_is_a_route(trained_artifact_dir: Path) -> None:
     app = create_app(Settings(model_dir=trained_artifact_dir))
-    routes = [route_pattern(getattr(route, "path", "")) for route in app.routes]
+    routes = [route_pattern(getattr(route, "path", "")) for route in app.api.routes]
     named = set()
     for span in code_spans():
         if span.startswith(("http", "./")):

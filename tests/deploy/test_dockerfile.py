@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.ports import free_port
 from model.artifact import load
 from tests.deploy.support import (
     Instruction,
@@ -36,7 +37,6 @@ from tests.deploy.support import (
     parse_dockerfile,
     quantity,
 )
-from harness.ports import free_port
 
 BASE_IMAGE = re.compile(
     r"^python:3\.11(\.\d+)?-slim-(?P<debian>bookworm|trixie)@sha256:(?P<digest>[0-9a-f]{64})$"

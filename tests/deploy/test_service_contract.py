@@ -51,7 +51,7 @@ def get_routes(routes: list[BaseRoute]) -> set[str]:
 @pytest.fixture(scope="module")
 def app_get_paths() -> set[str]:
     # Building the app never loads the model, so no artifact is needed here.
-    return get_routes(create_app(Settings()).routes)
+    return get_routes(create_app(Settings()).api.routes)
 
 
 def test_probe_paths_are_get_routes_of_the_app(rendered: Render, app_get_paths: set[str]) -> None:

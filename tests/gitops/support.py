@@ -10,9 +10,6 @@ from pathlib import Path
 
 import yaml
 
-
-
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUMP_SCRIPT = REPO_ROOT / "scripts" / "release" / "bump-staging.sh"
 HOST = "europe-west1-docker.pkg.dev/iris-demo-123/iris/iris-api"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.scripts.support import REPO_ROOT, run_with_stand_ins, write_stand_in
 from harness.servers import start_service
+from tests.scripts.support import REPO_ROOT, run_with_stand_ins, write_stand_in
 
 SCRIPT = REPO_ROOT / "scripts" / "smoke-container.sh"
 REVISION = "0123456789abcdef0123456789abcdef01234567"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,6 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-import service.app
 from model.artifact import CLASS_NAMES, ArtifactError, load
 from service.app import create_app
 from service.settings import Settings
@@ -147,17 +147,17 @@ def test_health_endpoints_report_a_loaded_model(client: TestClient) -> None:
 
 
 def test_a_preloaded_model_is_served_without_loading_again_once_the_worker_starts(
-    service_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    trained_artifact_dir: Path, tmp_path: Path
 ) -> None:
-    app = create_app(service_settings)
+    artifact = tmp_path / "model"
+    shutil.copytree(trained_artifact_dir, artifact)
+    app = create_app(Settings(model_dir=artifact, log_format="json"))
     app.preload()  # what the gunicorn master does before it forks
     preloaded = app.preloaded
     assert preloaded is not None
+    # Gone from disk: a worker that loaded it again would fail its startup.
+    shutil.rmtree(artifact)
 
-    def no_second_load(*args: Any) -> None:
-        raise AssertionError("the worker unpickled the model again")
-
-    monkeypatch.setattr(service.app, "load_model", no_second_load)
     # A worker not started yet (no lifespan) is not ready, preloaded model or not.
     assert TestClient(app).get("/readyz").json() == {"status": "loading"}
     with TestClient(app) as worker:

@@ -41,6 +41,7 @@ def test_bad_request_gets_documented_status_and_message(
     else:
         assert set(payload) == {"detail"}
     text = json.dumps(payload)
+    assert case["contains"], "every case names what its answer must say"
     for fragment in case["contains"]:
         assert fragment in text, f"{fragment!r} missing from {text}"
     for fragment in case.get("not_contains", []):

@@ -20,6 +20,7 @@ from sklearn.tree import DecisionTreeClassifier
 from model.artifact import FEATURE_NAMES, load
 from model.data import MAX_CM
 from model.train import DEFAULT_MIN_ACCURACY, DEFAULT_SEED, train
+from service.dataplane import load_model
 from service.inference import (
     EstimatorPredictor,
     LinearSoftmaxPredictor,
@@ -27,9 +28,8 @@ from service.inference import (
     make_predictor,
     probe_rows,
 )
-from service.predict import load_model
 from service.settings import Settings
-from tests.service.conftest import make_client
+from tests.service.support import make_client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RTOL = 1e-12  # a few ulps: the two softmax implementations round alike
@@ -63,6 +63,7 @@ def predictor(estimator: Any) -> LinearSoftmaxPredictor:
 
 
 def _assert_same_as_estimator(predictor: Any, estimator: Any, rows: np.ndarray) -> None:
+    assert len(rows) > 0
     indices, probabilities = predictor.predict(rows.copy())
     np.testing.assert_array_equal(indices, estimator.predict(rows))
     np.testing.assert_allclose(probabilities, estimator.predict_proba(rows), rtol=RTOL, atol=0)
@@ -166,7 +167,7 @@ def forest_artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_random_forest_artifact_is_served_through_the_scikit_learn_fallback_with_parity(
     forest_artifact_dir: Path,
 ) -> None:
-    served = load_model(forest_artifact_dir, max_batch_rows=1000)
+    served = load_model(forest_artifact_dir)
     forest = served.artifact.estimator
 
     assert isinstance(forest, RandomForestClassifier)

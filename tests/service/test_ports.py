@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from gunicorn.errors import HaltServer
 
+from harness.ports import free_port
+from harness.servers import ServiceServer, start_service
 from service.server import CONFIG_EXIT, MAX_FAILED_BOOTS, BootWatch
 from service.settings import Settings
-from tests.service.conftest import ServerProcess, free_port, start_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("service-server")]
 
@@ -37,7 +38,7 @@ sys.stdin.read()
 """
 
 
-def _refused(server: ServerProcess, port: int) -> list[str]:
+def _refused(server: ServiceServer, port: int) -> list[str]:
     """The refused server's exit and log: status 2, the one line, no worker ever started."""
     code = server.process.wait(timeout=30)
     lines = server.log_lines()
@@ -48,7 +49,7 @@ def _refused(server: ServerProcess, port: int) -> list[str]:
     assert f"port {port} is in use; set IRIS_PORT" in errors[0]["message"]
     assert not any("Booting worker" in line for line in lines), "\n".join(lines)
     assert not any("model loaded" in line for line in lines), "port first, then the model"
-    assert "Traceback" not in server.log_path.read_text()
+    assert "Traceback" not in server.log_text()
     return lines
 
 
@@ -57,11 +58,11 @@ def test_second_server_on_the_same_port_exits_and_the_first_keeps_every_request(
 ) -> None:
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()
-    first = start_server(tmp_path / "first", trained_artifact_dir, workers=2)
+    first = start_service(trained_artifact_dir, tmp_path / "first", workers=2)
     try:
         version = json.loads(first.get("/version")[1])["model_version"]
-        second = start_server(
-            tmp_path / "second", trained_artifact_dir, wait_ready=False, port=first.port, workers=2
+        second = start_service(
+            trained_artifact_dir, tmp_path / "second", wait=False, port=first.port, workers=2
         )
         started = time.monotonic()
         _refused(second, first.port)
@@ -90,15 +91,15 @@ def test_port_held_by_another_program_stops_the_start_with_one_line(
             assert foreign.stdout is not None
             assert foreign.stdout.readline().strip() == "listening"
             (tmp_path / "server").mkdir()
-            server = start_server(
-                tmp_path / "server", trained_artifact_dir, wait_ready=False, port=port, workers=2
+            server = start_service(
+                trained_artifact_dir, tmp_path / "server", wait=False, port=port, workers=2
             )
             _refused(server, port)
         finally:
             foreign.kill()
 
 
-def test_start_log_names_the_address_gunicorn_listens_at(server: ServerProcess) -> None:
+def test_start_log_names_the_address_gunicorn_listens_at(server: ServiceServer) -> None:
     lines = [json.loads(line) for line in server.log_lines()]
     listening = [line["message"] for line in lines if line["message"].startswith("Listening at")]
     assert listening == [f"Listening at: http://127.0.0.1:{server.port} ({server.process.pid})"]

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model.artifact import CLASS_NAMES, load
 from harness.servers import ServiceServer, start_service
+from model.artifact import CLASS_NAMES, load
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("service-server")]
 

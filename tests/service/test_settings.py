@@ -114,11 +114,11 @@ from pathlib import Path
 from service.server import keep_pandas_out
 keep_pandas_out()
 from service.app import create_app
-from service.predict import load_model
+from service.dataplane import load_model
 app = create_app()
-app.serve(load_model(Path({str(trained_artifact_dir)!r}), 10))
+app.serve(load_model(Path({str(trained_artifact_dir)!r})))
 body = b'{{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}}'
-assert app.state.model.predict(body)
+assert app.plane.predict(body)
 print("sklearn" in sys.modules, "pandas" in sys.modules)
 """
     result = subprocess.run(

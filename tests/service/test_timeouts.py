@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
+from harness.servers import start_service
 from service.app import IrisApp, create_app
-from service.predict import load_model
+from service.dataplane import load_model
 from service.protocol import MAX_HEADER_BYTES
 from service.settings import Settings
-from harness.servers import start_service
 
 SETOSA = b'{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
 
@@ -86,7 +86,7 @@ def _run(
 @pytest.fixture(scope="module")
 def quick_app(trained_artifact_dir: Path) -> IrisApp:
     app = create_app(Settings(model_dir=trained_artifact_dir, body_timeout=0.4))
-    app.serve(load_model(trained_artifact_dir, 1000))
+    app.serve(load_model(trained_artifact_dir))
     return app
 
 

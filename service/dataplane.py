@@ -1,0 +1,165 @@
+"""What every route does, apart from HTTP: decode the body, predict, encode the answer.
+
+The HTTP layer (service.front, service.routes) hands a route's body and path parameters
+to a `DataPlane` method and sends back the bytes it returns; codecs (service.codecs) turn
+bytes into rows and predictions into bytes; the `ServedModel` turns rows into class
+indices and probabilities. Errors are `ServiceError`s that carry their status and message
+(service.errors), whatever route they come from.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from model.artifact import CLASS_NAMES, Artifact, load
+from service import codecs, metrics
+from service.errors import ModelNotFoundError, NotReadyError
+from service.inference import Indices, Predictor, Probabilities, Rows, make_predictor
+from service.schemas import V2_INPUT_NAME, V2_MODEL_NAME, VersionInfo
+
+
+class ServedModel:
+    """A loaded artifact with its predictor: everything a request needs, built once."""
+
+    def __init__(self, artifact: Artifact, predictor: Predictor, load_seconds: float = 0.0) -> None:
+        self.artifact = artifact
+        self.predictor = predictor
+        self.version = artifact.metadata.model_version
+        self.load_seconds = load_seconds
+        self._per_class = [metrics.PREDICTIONS.labels(name) for name in CLASS_NAMES]
+
+    def predict_one(self, row: Sequence[float]) -> tuple[int, list[float]]:
+        """Class index and probabilities of one row, counted in iris_predictions_total."""
+        index, probabilities = self.predictor.predict_one(row)
+        self._per_class[index].inc()
+        return index, probabilities
+
+    def predict(self, rows: Rows) -> tuple[Indices, Probabilities]:
+        """Class indices and probabilities of several rows, each counted."""
+        indices, probabilities = self.predictor.predict(rows)
+        counts = np.bincount(indices, minlength=len(CLASS_NAMES)).tolist()
+        for index, count in enumerate(counts):
+            if count:
+                self._per_class[index].inc(count)
+        return indices, probabilities
+
+
+def load_model(model_dir: Path) -> ServedModel:
+    """Load and verify the artifact (model.artifact.load) and pick its predictor.
+
+    Raises model.artifact.ArtifactError when the artifact cannot be served.
+    """
+    started = time.perf_counter()
+    artifact = load(model_dir)
+    reference = [ref["features"] for ref in artifact.metadata.reference_predictions]
+    predictor = make_predictor(artifact.estimator, reference)
+    return ServedModel(artifact, predictor, time.perf_counter() - started)
+
+
+@dataclass
+class ServiceState:
+    """What a worker serves and whether it should get traffic.
+
+    `model` is None until the worker serves one (loading, or a failed boot: `boot_error`
+    says why); `draining` turns true on SIGTERM.
+    """
+
+    model: ServedModel | None = None
+    draining: bool = False
+    boot_error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """The worker has a model and is not draining."""
+        return self.model is not None and not self.draining
+
+
+class DataPlane:
+    """decode -> predict -> encode for every route, on the model the worker serves."""
+
+    def __init__(self, state: ServiceState, max_batch_rows: int, git_revision: str) -> None:
+        self.state = state
+        self.max_batch_rows = max_batch_rows
+        self.git_revision = git_revision
+
+    @property
+    def model(self) -> ServedModel:
+        """The served model; 503 while there is none."""
+        model = self.state.model
+        if model is None:
+            raise NotReadyError("the model is not loaded yet")
+        return model
+
+    # --- native JSON API --------------------------------------------------------------------
+
+    def predict(self, body: bytes) -> bytes:
+        """POST /predict: one Measurement in, a PredictResponse out."""
+        model = self.model
+        row = codecs.decode_measurement(body)
+        index, probabilities = model.predict_one(row)
+        return codecs.encode_prediction(index, probabilities, model.version)
+
+    def predict_batch(self, body: bytes) -> bytes:
+        """POST /predict/batch: a BatchRequest in, a BatchResponse out."""
+        model = self.model
+        rows = codecs.decode_batch(body)
+        codecs.check_row_count(len(rows), self.max_batch_rows)
+        indices, probabilities = model.predict(rows)
+        return codecs.encode_batch(indices, probabilities, model.version)
+
+    def version_info(self) -> bytes:
+        """GET /version: the model's metadata and the image's git revision."""
+        model = self.model
+        info = VersionInfo(
+            git_revision=self.git_revision,
+            model_version=model.version,
+            inference=model.predictor.name,
+            model=model.artifact.metadata.to_dict(),
+        )
+        return info.model_dump_json().encode()
+
+    # --- Open Inference Protocol ------------------------------------------------------------
+
+    def model_for(self, name: str, version: str | None = None) -> ServedModel:
+        """The served model if `name` (and `version`, when given) are its; else 404."""
+        model = self.model
+        if name != V2_MODEL_NAME or (version is not None and version != model.version):
+            raise ModelNotFoundError(name, version, V2_MODEL_NAME, model.version)
+        return model
+
+    def infer(self, name: str, version: str | None, body: bytes) -> bytes:
+        """POST /v2/models/{name}[/versions/{version}]/infer."""
+        model = self.model_for(name, version)
+        request = codecs.decode_inference(body, self.max_batch_rows)
+        indices, probabilities = model.predict(request.rows)
+        return codecs.encode_inference(
+            request, indices, probabilities, V2_MODEL_NAME, model.version
+        )
+
+    def model_metadata(self, name: str, version: str | None = None) -> bytes:
+        """GET /v2/models/{name}[/versions/{version}]: name, versions, input and outputs."""
+        model = self.model_for(name, version)
+        metadata: dict[str, Any] = {
+            "name": V2_MODEL_NAME,
+            "versions": [model.version],
+            "platform": "scikit-learn",
+            "inputs": [
+                {"name": V2_INPUT_NAME, "datatype": "FP32", "shape": [-1, codecs.N_FEATURES]}
+            ],
+            "outputs": [
+                {"name": "label", "datatype": "BYTES", "shape": [-1]},
+                {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(CLASS_NAMES)]},
+            ],
+        }
+        return orjson.dumps(metadata)
+
+    def server_metadata(self) -> bytes:
+        """GET /v2: the server's name, version and protocol extensions."""
+        return orjson.dumps({"name": "iris-api", "version": self.git_revision, "extensions": []})

@@ -1,0 +1,269 @@
+"""The front: what every HTTP request needs, as a pure ASGI wrapper around the app.
+
+`Front` holds the app it wraps, as Starlette's middleware do, and for every request:
+- takes the client's X-Request-ID (if sane) or makes one, and returns it;
+- applies the body policy of the route (service.routes): content type, size limit
+  (IRIS_MAX_BODY_BYTES), time limit (IRIS_BODY_TIMEOUT, service.deadlines), and reads the
+  body for the app; a body nobody reads is answered with `Connection: close`;
+- turns a ServiceError into its JSON answer, and anything else into a logged 500;
+- writes the request's log line and its metrics.
+
+The app it wraps finds the route and the body in the scope (`ROUTE_KEY`, `BODY_KEY`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import metrics
+from service.deadlines import BodyDeadlines
+from service.errors import (
+    BadRequestError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+    ServiceError,
+    UnsupportedMediaTypeError,
+    error_body,
+)
+from service.logs import SERVICE_LOGGER, RequestLog
+from service.routes import Body, Match, Router
+
+log = logging.getLogger(SERVICE_LOGGER)
+
+ROUTE_KEY = "iris.route"
+"""Scope key of the request's `Match` (None when no route of the table matches)."""
+BODY_KEY = "iris.body"
+"""Scope key of the request body the front has read (routes with a Body only)."""
+
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+_CLIENT_CLOSED = 499  # nginx's code for a client that went away before the answer
+
+
+class ClientDisconnectedError(Exception):
+    """The client closed the connection before sending its whole body."""
+
+
+class Front:
+    """Request id, body policy, error answers, the log line and metrics, around `app`."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        router: Router,
+        *,
+        max_body_bytes: int,
+        body_timeout: float,
+        request_log: RequestLog,
+        model_version: Callable[[], str],
+    ) -> None:
+        self.app = app
+        self.router = router
+        self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
+        self.request_log = request_log
+        self.model_version = model_version
+        self.deadlines = BodyDeadlines(body_timeout)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point: HTTP requests go through the front, the rest straight to `app`."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self._http(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
+        method: str = scope["method"]
+        path: str = scope["path"]
+        content_type: bytes | None = None
+        content_length: bytes | None = None
+        request_id: bytes | None = None
+        binary_tensors = False
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                content_length = value
+            elif name == b"x-request-id":
+                request_id = value if _REQUEST_ID.fullmatch(value) else None
+            elif name == b"inference-header-content-length":
+                binary_tensors = True
+            elif name == b"transfer-encoding":
+                chunked = True
+        if request_id is None:
+            request_id = os.urandom(8).hex().encode()
+        # A body nobody reads is left to the server, which waits for it with no time
+        # limit; answering with `Connection: close` ends the connection instead.
+        unread_body = chunked or (content_length is not None and content_length != b"0")
+
+        status = 500
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                started = True
+                headers = [*message.get("headers", ()), (b"x-request-id", request_id)]
+                if unread_body:
+                    headers.append((b"connection", b"close"))
+                message["headers"] = headers
+            await send(message)
+
+        match = self.router.match(method, path)
+        scope[ROUTE_KEY] = match
+        try:
+            body_policy = match.route.body if match is not None else None
+            if body_policy is not None:
+                _check_content_type(body_policy, content_type)
+                if binary_tensors:
+                    raise BadRequestError(
+                        "the binary tensor data extension is not supported: send tensors "
+                        "as JSON (tritonclient: binary_data=False)"
+                    )
+                scope[BODY_KEY] = await self._read_body(receive, content_length)
+                unread_body = False
+            await self.app(scope, receive, send_with_id)
+        except RequestTimeoutError as exc:
+            log.info(
+                "request body timed out",
+                extra={
+                    "fields": {
+                        "request_id": request_id.decode(),
+                        "path": path,
+                        "body_timeout_s": self.body_timeout,
+                    }
+                },
+            )
+            if not started:
+                await respond(send_with_id, exc.status_code, error_body(path, exc.detail))
+        except ServiceError as exc:
+            if not started:
+                await respond(send_with_id, exc.status_code, error_body(path, exc.detail))
+        except ClientDisconnectedError:
+            status = _CLIENT_CLOSED
+        except Exception:
+            # FastAPI's ServerErrorMiddleware has already answered 500 for its routes and
+            # re-raised; log once here, with the request id, instead of letting the server
+            # log a second traceback without it.
+            log.exception(
+                "unhandled error",
+                extra={"fields": {"request_id": request_id.decode(), "path": path}},
+            )
+            if not started:
+                await respond(send_with_id, 500, error_body(path, "Internal Server Error"))
+        finally:
+            elapsed = time.perf_counter() - start
+            self._record(scope, match, method, path, status, elapsed, request_id)
+
+    def _record(
+        self,
+        scope: Scope,
+        match: Match | None,
+        method: str,
+        path: str,
+        status: int,
+        elapsed: float,
+        request_id: bytes,
+    ) -> None:
+        """The request's metrics and log line."""
+        if match is not None:
+            route = match.route.path
+        else:
+            matched = scope.get("route")  # set by FastAPI's router for its own routes
+            route = getattr(matched, "path", None) or "unmatched"
+        metrics.observe_request(route, method, status, elapsed)
+        # 4xx are the client's business: INFO, never a traceback.
+        level = logging.ERROR if status >= 500 and status != _CLIENT_CLOSED else logging.INFO
+        self.request_log.write(
+            level,
+            {
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 3),
+                "request_id": request_id.decode(),
+                "model_version": self.model_version(),
+            },
+        )
+
+    async def _read_body(self, receive: Receive, content_length: bytes | None) -> bytes:
+        """The whole request body, within the size limit and the body timeout."""
+        limit = self.max_body_bytes
+        if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+            raise _too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        task = asyncio.current_task()
+        if task is None:  # ASGI servers run every request in a task
+            raise RuntimeError("request bodies are read inside a task")
+        deadlines = self.deadlines
+        deadlines.watch(task)
+        try:
+            while True:
+                # The only await between watch() and forget(): a deadline that passes
+                # cancels the task here.
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnectedError
+                chunk: bytes = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        except asyncio.CancelledError:
+            if not deadlines.expired(task):
+                raise  # shutdown or disconnect: not ours to answer
+            task.uncancel()
+            raise RequestTimeoutError(
+                f"the request body did not arrive within {self.body_timeout:g} s "
+                "(IRIS_BODY_TIMEOUT)"
+            ) from None
+        finally:
+            deadlines.forget(task)
+
+
+def _check_content_type(policy: Body, content_type: bytes | None) -> None:
+    # Inference clients (tritonclient among them) send no Content-Type; a declared one
+    # must be one the route takes.
+    if content_type is None:
+        return
+    media_type = content_type.split(b";", 1)[0].strip().lower()
+    if media_type not in policy.media_types:
+        shown = content_type.decode("latin-1")[:100]
+        wanted = " or ".join(sorted(m.decode() for m in policy.media_types))
+        raise UnsupportedMediaTypeError(f"Content-Type must be {wanted}, got '{shown}'")
+
+
+def _too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"request body is larger than {limit} bytes (IRIS_MAX_BODY_BYTES); "
+        "send fewer rows per request"
+    )
+
+
+async def respond(
+    send: Send, status: int, body: bytes, media_type: bytes = b"application/json"
+) -> None:
+    """Send a whole response: status, content type and length, body."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", media_type),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

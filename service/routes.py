@@ -1,0 +1,440 @@
+"""The HTTP API as data: one `Route` per method and path, in `ROUTES`.
+
+Everything that depends on which routes exist is derived from this table:
+- the dispatch (`Router.match`), which the front (service.front) uses to answer a route
+  without FastAPI's routing and dependency injection (~135 us a request, ten times a
+  prediction);
+- the body policy: every POST route declares its `Body` (schema, media types), and the
+  front applies the size limit, the body timeout and the content-type check to exactly
+  those routes (a route cannot be POST without one: `Route` refuses it);
+- the FastAPI routes (`document`), so /docs and /openapi.json describe every route, with
+  the request schemas of the bodies the codecs parse.
+
+Adding an endpoint is one entry here and a `DataPlane` method (service.dataplane).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Path, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+from service import metrics
+from service.dataplane import DataPlane
+from service.docs import live_examples
+from service.errors import JSON
+from service.schemas import (
+    V2_MODEL_NAME,
+    BatchRequest,
+    BatchResponse,
+    ErrorDetail,
+    Health,
+    Measurement,
+    PredictResponse,
+    V2Error,
+    V2InferenceRequest,
+    V2InferenceResponse,
+    V2Live,
+    V2ModelMetadata,
+    V2Ready,
+    V2ServerMetadata,
+    VersionInfo,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a handler answers: a body, its status and media type."""
+
+    body: bytes
+    status: int = 200
+    media_type: str = JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request as a handler sees it: the body (read by the front) and path parameters."""
+
+    body: bytes
+    params: Mapping[str, str]
+
+
+Handler = Callable[[DataPlane, Call], Reply]
+
+
+@dataclass(frozen=True)
+class Body:
+    """A route's request body: the schema it is documented by, the media types accepted.
+
+    The size limit (IRIS_MAX_BODY_BYTES) and the time limit (IRIS_BODY_TIMEOUT) apply to
+    every body alike. A request without Content-Type is accepted: inference clients
+    (tritonclient among them) send none.
+    """
+
+    schema: type[BaseModel]
+    media_types: frozenset[bytes] = frozenset({b"application/json"})
+
+
+@dataclass(frozen=True)
+class Route:
+    """One method and path: its handler, its body policy and its documentation."""
+
+    method: Literal["GET", "POST"]
+    path: str
+    handler: Handler
+    summary: str
+    tags: tuple[str, ...]
+    response_model: type[BaseModel] | None = None
+    responses: Mapping[int | str, dict[str, Any]] = field(default_factory=dict)
+    body: Body | None = None
+    documented: bool = True
+    media_type: str = JSON
+
+    def __post_init__(self) -> None:
+        if (self.method == "POST") != (self.body is not None):
+            raise ValueError(f"{self.method} {self.path}: a POST route, and only one, has a Body")
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """Names of the path parameters, in order."""
+        return tuple(re.findall(r"{(\w+)}", self.path))
+
+
+# --- handlers: HTTP in terms of the data plane ------------------------------------------------
+
+
+def _json(body: bytes) -> Reply:
+    return Reply(body)
+
+
+def _livez(plane: DataPlane, call: Call) -> Reply:
+    return Reply(b'{"status":"ok"}')
+
+
+def _readyz(plane: DataPlane, call: Call) -> Reply:
+    if plane.state.draining:
+        return Reply(b'{"status":"draining"}', 503)
+    if plane.state.model is None:
+        return Reply(b'{"status":"loading"}', 503)
+    return Reply(b'{"status":"ok"}')
+
+
+def _metrics(plane: DataPlane, call: Call) -> Reply:
+    body, content_type = metrics.render()
+    return Reply(body, media_type=content_type)
+
+
+def _version(plane: DataPlane, call: Call) -> Reply:
+    return _json(plane.version_info())
+
+
+def _predict(plane: DataPlane, call: Call) -> Reply:
+    return _json(plane.predict(call.body))
+
+
+def _predict_batch(plane: DataPlane, call: Call) -> Reply:
+    return _json(plane.predict_batch(call.body))
+
+
+def _server_metadata(plane: DataPlane, call: Call) -> Reply:
+    return _json(plane.server_metadata())
+
+
+def _server_live(plane: DataPlane, call: Call) -> Reply:
+    return Reply(b'{"live":true}')
+
+
+def _ready(plane: DataPlane) -> Reply:
+    return Reply(b'{"ready":true}') if plane.state.ready else Reply(b'{"ready":false}', 503)
+
+
+def _server_ready(plane: DataPlane, call: Call) -> Reply:
+    return _ready(plane)
+
+
+def _model_metadata(plane: DataPlane, call: Call) -> Reply:
+    return _json(plane.model_metadata(call.params["model_name"], call.params.get("model_version")))
+
+
+def _model_ready(plane: DataPlane, call: Call) -> Reply:
+    plane.model_for(call.params["model_name"])
+    return _ready(plane)
+
+
+def _infer(plane: DataPlane, call: Call) -> Reply:
+    params = call.params
+    return _json(plane.infer(params["model_name"], params.get("model_version"), call.body))
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+_HEALTH = ("health",)
+_PREDICT = ("predict",)
+_V2 = ("Open Inference Protocol v2",)
+
+_PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
+    408: {"model": ErrorDetail, "description": "Body not received within IRIS_BODY_TIMEOUT."},
+    413: {"model": ErrorDetail, "description": "Body or batch over the documented limit."},
+    415: {"model": ErrorDetail, "description": "Content-Type is not application/json."},
+    422: {"model": ErrorDetail, "description": "A field is missing, unknown or out of range."},
+}
+_V2_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": V2Error, "description": "Malformed request: wrong shape, datatype or value."},
+    404: {"model": V2Error, "description": "Unknown model or version."},
+    408: {"model": V2Error, "description": "Body not received within IRIS_BODY_TIMEOUT."},
+    413: {"model": V2Error, "description": "Body or batch over the documented limit."},
+    415: {"model": V2Error, "description": "Content-Type is not application/json."},
+}
+_V2_UNKNOWN: dict[int | str, dict[str, Any]] = {404: _V2_ERRORS[404]}
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/livez", _livez, "The process is up", _HEALTH, Health),
+    Route(
+        "GET",
+        "/readyz",
+        _readyz,
+        "The model is loaded and verified, and the worker is not draining",
+        _HEALTH,
+        Health,
+        {503: {"model": Health, "description": "Loading or draining."}},
+    ),
+    Route(
+        "GET",
+        "/metrics",
+        _metrics,
+        "Prometheus metrics of all workers",
+        _HEALTH,
+        responses={200: {"content": {"text/plain": {"example": "iris_http_requests_total 1.0"}}}},
+        media_type="text/plain",
+    ),
+    Route("GET", "/version", _version, "What is running", _HEALTH, VersionInfo),
+    Route(
+        "POST",
+        "/predict",
+        _predict,
+        "Predict the species of one flower",
+        _PREDICT,
+        PredictResponse,
+        _PREDICT_ERRORS,
+        Body(Measurement),
+    ),
+    Route(
+        "POST",
+        "/predict/",
+        _predict,
+        "Same as /predict",
+        _PREDICT,
+        PredictResponse,
+        _PREDICT_ERRORS,
+        Body(Measurement),
+        documented=False,
+    ),
+    Route(
+        "POST",
+        "/predict/batch",
+        _predict_batch,
+        "Predict the species of several flowers",
+        _PREDICT,
+        BatchResponse,
+        _PREDICT_ERRORS,
+        Body(BatchRequest),
+    ),
+    Route("GET", "/v2", _server_metadata, "Server metadata", _V2, V2ServerMetadata),
+    Route("GET", "/v2/health/live", _server_live, "Server live", _V2, V2Live),
+    Route(
+        "GET",
+        "/v2/health/ready",
+        _server_ready,
+        "Server ready",
+        _V2,
+        V2Ready,
+        {503: {"model": V2Ready}},
+    ),
+    Route(
+        "GET",
+        "/v2/models/{model_name}",
+        _model_metadata,
+        "Model metadata",
+        _V2,
+        V2ModelMetadata,
+        _V2_UNKNOWN,
+    ),
+    Route(
+        "GET",
+        "/v2/models/{model_name}/versions/{model_version}",
+        _model_metadata,
+        "Model metadata of one version",
+        _V2,
+        V2ModelMetadata,
+        _V2_UNKNOWN,
+    ),
+    Route(
+        "GET",
+        "/v2/models/{model_name}/ready",
+        _model_ready,
+        "Model ready",
+        _V2,
+        V2Ready,
+        {**_V2_UNKNOWN, 503: {"model": V2Ready}},
+    ),
+    Route(
+        "POST",
+        "/v2/models/{model_name}/infer",
+        _infer,
+        "Inference",
+        _V2,
+        V2InferenceResponse,
+        _V2_ERRORS,
+        Body(V2InferenceRequest),
+    ),
+    Route(
+        "POST",
+        "/v2/models/{model_name}/versions/{model_version}/infer",
+        _infer,
+        "Inference with one version",
+        _V2,
+        V2InferenceResponse,
+        _V2_ERRORS,
+        Body(V2InferenceRequest),
+    ),
+)
+
+
+# --- dispatch -----------------------------------------------------------------------------------
+
+_NO_PARAMS: Mapping[str, str] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A route and the values of its path parameters."""
+
+    route: Route
+    params: Mapping[str, str]
+
+
+class Router:
+    """Finds the route of a method and path: a dict lookup for fixed paths, then the
+    templates in table order (a parameter matches one path segment, as in Starlette)."""
+
+    def __init__(self, routes: tuple[Route, ...]) -> None:
+        self.routes = routes
+        self._fixed: dict[tuple[str, str], Match] = {}
+        self._templated: list[tuple[str, re.Pattern[str], Route]] = []
+        for route in routes:
+            if route.params:
+                pattern = re.sub(r"{(\w+)}", r"(?P<\1>[^/]+)", route.path)
+                self._templated.append((route.method, re.compile(pattern + r"\Z"), route))
+            else:
+                self._fixed[(route.method, route.path)] = Match(route, _NO_PARAMS)
+
+    def match(self, method: str, path: str) -> Match | None:
+        """The route answering `method` `path`, or None (FastAPI then answers 404/405)."""
+        found = self._fixed.get((method, path))
+        if found is not None:
+            return found
+        for route_method, pattern, route in self._templated:
+            if route_method == method:
+                matched = pattern.match(path)
+                if matched:
+                    return Match(route, matched.groupdict())
+        return None
+
+
+# --- documentation: the same table as FastAPI routes ---------------------------------------------
+
+
+def _request_body(schema: type[BaseModel]) -> dict[str, Any]:
+    # Bodies are parsed by the codecs, not by a FastAPI parameter; this tells the OpenAPI
+    # document what they accept.
+    reference = {"$ref": f"#/components/schemas/{schema.__name__}"}
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": reference}}}
+    }
+
+
+# Swagger UI fills "Try it out" with these; the v2 routes take the model name in the path.
+_PARAMETERS: dict[str, Any] = {
+    "model_name": Annotated[
+        str,
+        Path(
+            openapi_examples={
+                V2_MODEL_NAME: {"summary": "the served model", "value": V2_MODEL_NAME}
+            }
+        ),
+    ],
+    "model_version": str,
+}
+
+
+def _endpoint(route: Route, plane: DataPlane) -> Callable[..., Any]:
+    """A FastAPI endpoint calling the route's handler, with the path parameters in its
+    signature so that the OpenAPI document lists them."""
+
+    async def endpoint(request: Request, **params: str) -> Response:
+        body = await request.body() if route.body is not None else b""
+        reply = route.handler(plane, Call(body, params))
+        return Response(reply.body, status_code=reply.status, media_type=reply.media_type)
+
+    parameters = [
+        inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)
+    ]
+    parameters += [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=_PARAMETERS[name])
+        for name in route.params
+    ]
+    endpoint.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    endpoint.__name__ = route.handler.__name__.lstrip("_")
+    return endpoint
+
+
+def document(api: FastAPI, routes: tuple[Route, ...], plane: DataPlane) -> None:
+    """Declare every route to FastAPI (for /docs and /openapi.json, and 404/405 for the
+    rest), and add the schemas of the request bodies to its OpenAPI document, with the
+    served model's version and answers in the examples once a model serves
+    (service.docs.live_examples)."""
+    for route in routes:
+        api.add_api_route(
+            route.path,
+            _endpoint(route, plane),
+            methods=[route.method],
+            summary=route.summary,
+            tags=list(route.tags),
+            response_model=route.response_model,
+            responses=dict(route.responses),
+            # JSON routes keep FastAPI's JSON response class, so the document names the
+            # media type; the handler's Response is sent as it is either way.
+            response_class=JSONResponse if route.media_type == JSON else Response,
+            include_in_schema=route.documented,
+            openapi_extra=_request_body(route.body.schema) if route.body else None,
+        )
+    bodies = {route.body.schema for route in routes if route.body is not None}
+    generate = api.openapi
+    served: dict[str, Any] = {}  # the document with the served model's examples, built once
+
+    def openapi() -> dict[str, Any]:
+        if served:
+            return served
+        from pydantic.json_schema import models_json_schema
+
+        document = generate()  # FastAPI keeps it in api.openapi_schema; extended once
+        _, definitions = models_json_schema(
+            [(model, "validation") for model in sorted(bodies, key=lambda m: m.__name__)],
+            ref_template="#/components/schemas/{model}",
+        )
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in definitions.get("$defs", {}).items():
+            schemas.setdefault(name, schema)
+        model = plane.state.model
+        if model is None:
+            return document  # examples with the stand-in version until a model serves
+        served.update(live_examples(document, model))
+        return served
+
+    api.openapi = openapi  # type: ignore[method-assign]
