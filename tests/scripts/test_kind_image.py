@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.ports import free_port
 from tests.scripts.support import REPO_ROOT
-from tests.tools import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("docker")]
 
