@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from harness.servers import ServiceServer, start_service
 from model.artifact import load
 from service.docs import ASSETS, ASSETS_URL
 from service.schemas import EXAMPLE_MODEL_VERSION, EXAMPLE_ROW
 from service.settings import Settings
-from tests.service.conftest import ServerProcess, make_client, start_server
+from tests.service.support import make_client
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -141,7 +142,7 @@ def test_docs_render_offline_in_chromium_and_try_it_out_predicts_a_species(
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    server: ServerProcess = start_server(tmp_path, trained_artifact_dir, workers=1)
+    server: ServiceServer = start_service(trained_artifact_dir, tmp_path, workers=1)
     wait = WebDriverWait(browser, 30)
     try:
         browser.get(f"{server.base_url}/docs")
