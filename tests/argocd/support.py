@@ -110,10 +110,17 @@ class Manifest:
         return str(self.doc["metadata"]["name"])
 
 
+# Argo CD's own installation: a kustomization over the upstream manifest, not plain
+# manifests; tests/scripts/test_gke_argocd_install.py renders and checks it.
+INSTALL_DIR = "argocd/install"
+
+
 def argocd_manifests(repo_root: Path) -> list[Manifest]:
-    """Every document of every YAML file under argocd/, in a stable order."""
+    """Every document of every YAML file under argocd/ but install/, in a stable order."""
     result = []
     for path in sorted((repo_root / "argocd").rglob("*.y*ml")):
+        if path.relative_to(repo_root).as_posix().startswith(f"{INSTALL_DIR}/"):
+            continue
         for doc in yaml.safe_load_all(path.read_text()):
             if doc is not None:
                 result.append(Manifest(path, path.relative_to(repo_root).as_posix(), doc))
