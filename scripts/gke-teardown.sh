@@ -61,6 +61,29 @@ remove_active() {
   fi
 }
 
+# `remove_binding LABEL POLICY... -- REMOVE...` runs REMOVE only when POLICY (a filtered
+# get-iam-policy) prints the member: removing a binding that is not there is an error.
+remove_binding() {
+  local label="$1"
+  shift
+  split_at_dashdash "$@"
+  if ((DRY_RUN)); then
+    echo "test -z \"\$($(quote "${FIRST[@]}") 2>/dev/null)\" || $(quote "${SECOND[@]}")"
+  elif [[ -n "$("${FIRST[@]}" 2>/dev/null || true)" ]]; then
+    log "removing: ${label}"
+    "${SECOND[@]}" >/dev/null
+  else
+    log "already gone: ${label}"
+  fi
+}
+
+# The filtered get-iam-policy of a repository or the project for one ROLE and MEMBER.
+repository_policy() {
+  POLICY=(gcloud artifacts repositories get-iam-policy "$REGISTRY" --location="$REGION"
+    --project="$PROJECT_ID" --flatten='bindings[].members'
+    --filter="bindings.role=$1 AND bindings.members=$2" --format='value(bindings.members)')
+}
+
 if ((DRY_RUN)); then
   echo "# gke-teardown plan for project ${PROJECT_ID}, region ${REGION}, repository ${GH_REPOSITORY}"
   echo "# (dry run: nothing was called)"
@@ -70,7 +93,7 @@ else
   done
   if ((!ASSUME_YES)); then
     [[ -t 0 ]] || die "refusing to delete without a terminal to confirm on; pass --yes"
-    what="cluster ${CLUSTER}, the Workload Identity pool ${POOL} and service account ${SA_EMAIL}"
+    what="cluster ${CLUSTER}, address ${ADDRESS_NAME}, the Workload Identity pool ${POOL} and service accounts ${SA_EMAIL} and ${NODE_SA_EMAIL}"
     ((KEEP_REGISTRY)) || what+=", and Artifact Registry repository ${REGISTRY} with every image in it"
     echo "This deletes ${what} in project ${PROJECT_ID}."
     read -r -p "Type the project id to go on: " answer
@@ -101,6 +124,12 @@ remove "GKE cluster ${CLUSTER}" \
   -- \
   gcloud container clusters delete "$CLUSTER" --location="$REGION" --project="$PROJECT_ID" --quiet
 
+section "regional static IP ${ADDRESS_NAME} (released with the cluster's load balancer gone)"
+remove "address ${ADDRESS_NAME}" \
+  gcloud compute addresses describe "$ADDRESS_NAME" --region="$REGION" --project="$PROJECT_ID" \
+  -- \
+  gcloud compute addresses delete "$ADDRESS_NAME" --region="$REGION" --project="$PROJECT_ID" --quiet
+
 section "Workload Identity provider ${PROVIDER} and pool ${POOL} (soft-deleted for 30 days)"
 remove_active "OIDC provider ${PROVIDER}" \
   gcloud iam workload-identity-pools providers describe "$PROVIDER" \
@@ -113,21 +142,42 @@ remove_active "workload identity pool ${POOL}" \
   -- \
   gcloud iam workload-identity-pools delete "$POOL" --location=global --project="$PROJECT_ID" --quiet
 
-section "release service account ${SA_EMAIL}"
+section "release service account ${SA_EMAIL} and node service account ${NODE_SA_EMAIL}"
 REGISTRY_DESCRIBE=(gcloud artifacts repositories describe "$REGISTRY" --location="$REGION" --project="$PROJECT_ID")
 if ((KEEP_REGISTRY)); then
-  # A kept repository would otherwise hold a binding to a deleted account.
-  remove "artifactregistry.writer binding for ${SA_EMAIL}" \
-    "${REGISTRY_DESCRIBE[@]}" \
+  # A kept repository would otherwise hold bindings to deleted accounts.
+  repository_policy roles/artifactregistry.writer "serviceAccount:${SA_EMAIL}"
+  remove_binding "artifactregistry.writer binding for ${SA_EMAIL}" \
+    "${POLICY[@]}" \
     -- \
     gcloud artifacts repositories remove-iam-policy-binding "$REGISTRY" --location="$REGION" \
     --member="serviceAccount:${SA_EMAIL}" --role=roles/artifactregistry.writer \
+    --project="$PROJECT_ID"
+  repository_policy roles/artifactregistry.reader "serviceAccount:${NODE_SA_EMAIL}"
+  remove_binding "artifactregistry.reader binding for ${NODE_SA_EMAIL}" \
+    "${POLICY[@]}" \
+    -- \
+    gcloud artifacts repositories remove-iam-policy-binding "$REGISTRY" --location="$REGION" \
+    --member="serviceAccount:${NODE_SA_EMAIL}" --role=roles/artifactregistry.reader \
     --project="$PROJECT_ID"
 fi
 remove "service account ${SA_EMAIL}" \
   gcloud iam service-accounts describe "$SA_EMAIL" --project="$PROJECT_ID" \
   -- \
   gcloud iam service-accounts delete "$SA_EMAIL" --project="$PROJECT_ID" --quiet
+# The project would otherwise keep a binding to a deleted account (deleted:serviceAccount:...).
+remove_binding "container.defaultNodeServiceAccount binding for ${NODE_SA_EMAIL}" \
+  gcloud projects get-iam-policy "$PROJECT_ID" --flatten='bindings[].members' \
+  --filter="bindings.role=roles/container.defaultNodeServiceAccount AND bindings.members=serviceAccount:${NODE_SA_EMAIL}" \
+  --format='value(bindings.members)' \
+  -- \
+  gcloud projects remove-iam-policy-binding "$PROJECT_ID" \
+  --member="serviceAccount:${NODE_SA_EMAIL}" --role=roles/container.defaultNodeServiceAccount \
+  --condition=None
+remove "service account ${NODE_SA_EMAIL}" \
+  gcloud iam service-accounts describe "$NODE_SA_EMAIL" --project="$PROJECT_ID" \
+  -- \
+  gcloud iam service-accounts delete "$NODE_SA_EMAIL" --project="$PROJECT_ID" --quiet
 
 if ((KEEP_REGISTRY)); then
   section "Artifact Registry repository ${REGISTRY}: kept (--keep-registry)"

@@ -1,15 +1,17 @@
-"""Shared by the script tests: recording stand-ins for gcloud and kubectl, and a runner.
+"""Shared by the script tests: recording stand-ins for gcloud, kubectl, gh and curl, and a runner.
 
-The stand-ins only write down how they were called and answer the few questions the
-scripts ask (does this exist, what is the project number). They let the tests check the
-scripts' own logic: order, idempotency, what is never called. They say nothing about
-whether Google Cloud or a cluster would accept the calls; the flag checks against the
-installed gcloud and kubectl cover the command lines, not the behaviour.
+The stand-ins (stand-in.sh) write down how they were called and answer the few questions
+the scripts ask (does this exist, with which condition, which bindings); gcloud keeps those
+answers in a state directory, so a second run sees what the first created. They let the
+tests check the scripts' own logic: order, convergence, what is never called. They say
+nothing about whether Google Cloud or a cluster would accept the calls; the flag checks
+against the installed gcloud and kubectl cover the command lines, not the behaviour.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
 import re
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = REPO_ROOT / "scripts" / "gke-bootstrap.sh"
@@ -44,48 +48,28 @@ def repository_of_argocd() -> tuple[str, str]:
 # The repository argocd/ deploys from: the one real runs must be given (they refuse another).
 OWNER, REPO = repository_of_argocd()
 ARGS = ["--project", PROJECT, "--github-owner", OWNER, "--github-repo", REPO]
+# What `gh api repos/OWNER/REPO` answers in the stand-in world.
+REPOSITORY_ID = "812345678"
+OWNER_ID = "91234567"
 
-# The same recorder for every tool; the answers depend on FAKE_STATE:
-#   fresh         nothing exists yet (describe fails, no IAM bindings)
-#   exists        everything exists and is active
-#   soft-deleted  like exists, but the Workload Identity pool and provider are DELETED
-_FAKE = r"""#!/usr/bin/env bash
-# Recording stand-in for __TOOL__ (tests only).
-{ printf '%s' '__TOOL__'; printf '\t%s' "$@"; printf '\n'; } >>"$FAKE_LOG"
-args=" $* "
-state="${FAKE_STATE:-fresh}"
-# FAKE_FAIL_FIRST=<words>: the first call containing them fails, as IAM refuses a binding
-# for a service account it does not see yet.
-if [[ -n "${FAKE_FAIL_FIRST:-}" && "$args" == *"$FAKE_FAIL_FIRST"* ]] &&
-  [[ ! -e "$FAKE_LOG.failed" ]]; then
-  touch "$FAKE_LOG.failed"
-  echo "ERROR: (gcloud) INVALID_ARGUMENT: Service account does not exist." >&2
-  exit 1
-fi
-case '__TOOL__' in
-  gcloud)
-    case "$args" in
-      *" projects describe "*) echo "__PROJECT_NUMBER__"; exit 0 ;;
-      *" get-iam-policy "*) [[ "$state" == fresh ]] || echo "member"; exit 0 ;;
-      *" describe "*)
-        [[ "$state" == fresh ]] && { echo "ERROR: (gcloud) NOT_FOUND" >&2; exit 1; }
-        if [[ "$args" == *"--format=value(state)"* ]]; then
-          if [[ "$state" == soft-deleted && "$args" == *" workload-identity-pools "* ]]; then
-            echo DELETED
-          else
-            echo ACTIVE
-          fi
-        fi
-        exit 0 ;;
-    esac ;;
-  kubectl)
-    case "$args" in
-      *" get namespace "*) [[ "$state" == fresh ]] && exit 1; exit 0 ;;
-      *" get service "*) printf '%s' "__EXTERNAL_IP__"; exit 0 ;;
-    esac ;;
-esac
-exit 0
-"""
+STAND_IN = Path(__file__).with_name("stand-in.sh")
+STAND_IN_TOOLS = ("gcloud", "kubectl", "gh", "curl", "kustomize", "gke-gcloud-auth-plugin")
+ARGOCD_SUMS = REPO_ROOT / "argocd" / "install" / "remote-resources.sha256"
+# Environment the scripts read; the caller's own settings must not leak in.
+SCRIPT_ENV_PREFIXES = (
+    "GCP_",
+    "GKE_",
+    "GAR_",
+    "GITHUB_",
+    "WIF_",
+    "DEPLOY_SA",
+    "NODE_SA",
+    "PRODUCTION_ADDRESS",
+    "ARGOCD_INSTALL_MANIFEST",
+    "RELEASE_WORKFLOW",
+    "KUSTOMIZE",
+    "GIT_CONFIG",
+)
 
 # gcloud verbs that change something in the project.
 MUTATING_GCLOUD = frozenset(
@@ -93,12 +77,52 @@ MUTATING_GCLOUD = frozenset(
         "create",
         "create-auto",
         "create-oidc",
+        "update",
+        "update-oidc",
         "add-iam-policy-binding",
         "remove-iam-policy-binding",
         "undelete",
         "delete",
     }
 )
+
+
+def pinned_sha256(url_part: str = "manifests/install.yaml") -> str:
+    """The sha256 argocd/install/remote-resources.sha256 records for the URL ending so."""
+    for line in ARGOCD_SUMS.read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#") and line.split()[1].endswith(url_part):
+            return line.split()[0]
+    raise AssertionError(f"no sha256 for *{url_part} in {ARGOCD_SUMS}")
+
+
+def upstream_install_manifest() -> Path | None:
+    """A local copy of Argo CD v3.5.1's install.yaml, or None.
+
+    $ARGOCD_INSTALL_MANIFEST first, then install/install.yaml in $ARGOCD_CRDS_DIR (CI fetches
+    it there), then ../shared/argocd-crds/v3.5.1/install/install.yaml beside the checkout.
+    """
+    candidates = []
+    if os.environ.get("ARGOCD_INSTALL_MANIFEST"):
+        candidates.append(Path(os.environ["ARGOCD_INSTALL_MANIFEST"]))
+    if os.environ.get("ARGOCD_CRDS_DIR"):
+        candidates.append(Path(os.environ["ARGOCD_CRDS_DIR"]) / "install" / "install.yaml")
+    candidates.append(
+        REPO_ROOT.parent / "shared" / "argocd-crds" / "v3.5.1" / "install" / "install.yaml"
+    )
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def require_upstream_install_manifest() -> Path:
+    """The local install.yaml copy, checked against the recorded sha256; skips without one."""
+    path = upstream_install_manifest()
+    if path is None:
+        pytest.skip(
+            "no local copy of Argo CD v3.5.1's install.yaml: set ARGOCD_INSTALL_MANIFEST (or "
+            "ARGOCD_CRDS_DIR holding install/install.yaml, as scripts/fetch-argocd-crds.sh writes)"
+        )
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert digest == pinned_sha256(), f"{path} is not the pinned install.yaml (sha256 {digest})"
+    return path
 
 
 @dataclass(frozen=True)
@@ -118,6 +142,10 @@ class Run:
         """The kubectl calls, each without the leading 'kubectl'."""
         return [call[1:] for call in self.calls if call[0] == "kubectl"]
 
+    def mutating(self) -> list[list[str]]:
+        """The gcloud calls that change something."""
+        return [call for call in self.gcloud() if MUTATING_GCLOUD.intersection(call)]
+
     def index(self, *words: str) -> int:
         """Position of the first call containing all `words` (as whole arguments)."""
         for position, call in enumerate(self.calls):
@@ -134,10 +162,11 @@ class Run:
         assert positions == sorted(positions), f"{steps} out of order:\n{self.render_calls()}"
 
     def assert_refused(self, message: str) -> None:
-        """The script failed, said `message` on stderr, and called no tool at all."""
+        """The script failed, said `message` on stderr, and changed nothing anywhere."""
         assert self.returncode != 0, f"exited 0, expected a refusal:\n{self.stdout}"
         assert message in self.stderr, f"{message!r} not in stderr:\n{self.stderr}"
-        assert self.calls == [], f"a refused run called tools:\n{self.render_calls()}"
+        changed = self.mutating() + [c for c in self.kubectl() if "apply" in c or "delete" in c]
+        assert changed == [], f"a refused run changed things:\n{self.render_calls()}"
 
 
 def write_stand_in(directory: Path, tool: str, script: str) -> None:
@@ -177,43 +206,108 @@ def run_with_stand_ins(
 
 
 def install_fakes(directory: Path) -> Path:
-    """Write gcloud, kubectl and gke-gcloud-auth-plugin stand-ins into `directory`."""
-    for tool in ("gcloud", "kubectl", "gke-gcloud-auth-plugin"):
-        text = (
-            _FAKE.replace("__TOOL__", tool)
-            .replace("__PROJECT_NUMBER__", PROJECT_NUMBER)
-            .replace("__EXTERNAL_IP__", EXTERNAL_IP)
-        )
-        write_stand_in(directory, tool, text)
+    """Install tests/scripts/stand-in.sh into `directory` under each tool's name."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for tool in STAND_IN_TOOLS:
+        (directory / tool).unlink(missing_ok=True)
+        (directory / tool).symlink_to(STAND_IN)
     return directory
 
 
-def run_script(
-    script: Path,
-    args: list[str],
-    fakes: Path,
-    *,
-    state: str = "fresh",
-    extra_env: dict[str, str] | None = None,
-) -> Run:
-    """Run `script` with the gcloud and kubectl stand-ins first on PATH."""
-    log = fakes / f"calls-{state}.log"
-    log.with_name(log.name + ".failed").unlink(missing_ok=True)
+def git(*args: str | Path, cwd: Path) -> str:
+    """Run git in `cwd` with a fixed identity; its stdout."""
+    return subprocess.run(
+        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+
+
+def make_github_remote(directory: Path, *, repo_url: str | None = None) -> Path:
+    """A bare repository standing in for the fork on GitHub: main holds this checkout's
+    argocd/ and .github/workflows/, with every repoURL replaced by `repo_url` if given."""
+    work = directory / "work"
+    for sub in ("argocd", ".github/workflows"):
+        shutil.copytree(REPO_ROOT / sub, work / sub)
+    if repo_url is not None:
+        for path in (work / "argocd").rglob("*.yaml"):
+            text = path.read_text(encoding="utf-8")
+            path.write_text(
+                re.sub(r"https://github\.com/[^\s\"']+", repo_url, text), encoding="utf-8"
+            )
+    git("init", "--quiet", "--initial-branch=main", cwd=work)
+    git("add", ".", cwd=work)
+    git("commit", "--quiet", "-m", "fork", cwd=work)
+    bare = directory / "remote.git"
+    git("clone", "--quiet", "--bare", work, bare, cwd=directory)
+    return bare
+
+
+@dataclass
+class World:
+    """A Google Cloud project and a GitHub fork as the stand-ins see them.
+
+    gcloud's answers come from `state` (tests/scripts/stand-in.sh), which the runs change, so
+    a second run sees what the first created. git fetches of the fork's GitHub URL are sent
+    to `remote` (a local bare repository) through git's url.<base>.insteadOf.
+    """
+
+    root: Path
+    fakes: Path
+    remote: Path
+    env: dict[str, str]
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    def run(self, script: Path, args: list[str], **extra_env: str) -> Run:
+        log = self.root / "calls.log"
+        log.with_name(log.name + ".failed").unlink(missing_ok=True)
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(SCRIPT_ENV_PREFIXES)
+        }
+        env.update(self.env)
+        env.update(extra_env)
+        result, lines = run_with_stand_ins(script, args, self.fakes, log, env=env, timeout=120)
+        calls = [line.split("\t") for line in lines]
+        return Run(result.returncode, result.stdout, result.stderr, calls)
+
+
+RENDERED_STAND_IN = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: argocd\n"
+
+
+def make_world(directory: Path, *, remote: Path | None = None) -> World:
+    """A fresh World in `directory`: nothing exists in the project yet."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fakes = install_fakes(directory / "bin")
+    (directory / "state").mkdir()
+    if remote is None:
+        remote = make_github_remote(directory / "github")
+    rendered = directory / "rendered.yaml"
+    rendered.write_text(RENDERED_STAND_IN, encoding="utf-8")
     env = {
-        key: value
-        for key, value in os.environ.items()
-        # The scripts read these; the caller's own settings must not leak in.
-        if not key.startswith(("GCP_", "GKE_", "GAR_", "GITHUB_", "WIF_", "DEPLOY_SA"))
-    }
-    env.update(
-        FAKE_STATE=state,
+        "FAKE_STATE_DIR": str(directory / "state"),
+        "FAKE_GH": f"{REPOSITORY_ID} {OWNER_ID} {OWNER}/{REPO}",
+        # The download is checked for real; kustomize, slow on a 2 MB manifest, is stood in
+        # for here (tests/scripts/test_gke_argocd_install.py renders for real).
+        "KUSTOMIZE": str(fakes / "kustomize"),
+        "FAKE_RENDERED": str(rendered),
         # Keep the external-IP wait short if an answer were ever missing.
-        IP_WAIT_SECONDS="0",
-        **(extra_env or {}),
-    )
-    result, lines = run_with_stand_ins(script, args, fakes, log, env=env, timeout=60)
-    calls = [line.split("\t") for line in lines]
-    return Run(result.returncode, result.stdout, result.stderr, calls)
+        "IP_WAIT_SECONDS": "0",
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"url.{remote.as_uri()}.insteadOf",
+        "GIT_CONFIG_VALUE_0": f"https://github.com/{OWNER}/{REPO}.git",
+    }
+    manifest = upstream_install_manifest()
+    if manifest is not None:
+        env["FAKE_CURL_FILE"] = str(manifest)
+    return World(directory, fakes, remote, env)
 
 
 # --- the installed gcloud's own command tree --------------------------------------------------

@@ -22,30 +22,46 @@ from tests.scripts.support import (
     BOOTSTRAP,
     TEARDOWN,
     gcloud_tree,
-    run_script,
+    make_world,
+    require_upstream_install_manifest,
     unknown_gcloud_flags,
 )
 
 # Module-scoped fixtures run once, so every test here shares one xdist worker.
 pytestmark = pytest.mark.xdist_group("gke-command-lines")
 
+# In two stand-in projects: everything created, found, torn down, restored from soft
+# deletion, updated after drift, and kept apart from the registry; then the Standard variant.
 RUNS = [
-    (BOOTSTRAP, ARGS, "fresh"),
-    (BOOTSTRAP, ARGS, "exists"),
-    (BOOTSTRAP, ARGS, "soft-deleted"),
-    (BOOTSTRAP, [*ARGS, "--standard"], "fresh"),
-    (TEARDOWN, [*ARGS, "--yes"], "exists"),
-    (TEARDOWN, [*ARGS, "--yes", "--keep-registry"], "exists"),
+    ("autopilot", BOOTSTRAP, ARGS),
+    ("autopilot", BOOTSTRAP, ARGS),
+    ("autopilot", TEARDOWN, [*ARGS, "--yes"]),
+    ("autopilot", BOOTSTRAP, ARGS),
+    ("autopilot", TEARDOWN, [*ARGS, "--yes", "--keep-registry"]),
+    ("standard", BOOTSTRAP, [*ARGS, "--standard"]),
 ]
 
 
 @pytest.fixture(scope="module")
-def calls(fakes: Path) -> list[list[str]]:
+def calls(tmp_path_factory: pytest.TempPathFactory) -> list[list[str]]:
+    require_upstream_install_manifest()
+    base = tmp_path_factory.mktemp("command-lines")
+    worlds = {name: make_world(base / name) for name in ("autopilot", "standard")}
     seen: list[list[str]] = []
-    for script, args, state in RUNS:
-        run = run_script(script, args, fakes, state=state)
-        assert run.returncode == 0, f"{script.name} {args} ({state}): {run.stderr}"
+    for name, script, args in RUNS:
+        run = worlds[name].run(script, args)
+        assert run.returncode == 0, f"{script.name} {args} ({name}): {run.stderr}"
         seen.extend(run.calls)
+    # Drift: a provider with another condition and a repository without immutable tags.
+    drift = worlds["standard"].state
+    (drift / "iam_workload-identity-pools_providers" / "github-actions" / "condition").write_text(
+        "true"
+    )
+    (drift / "artifacts_repositories" / "iris" / "immutable").unlink()
+    run = worlds["standard"].run(BOOTSTRAP, [*ARGS, "--standard"])
+    assert run.returncode == 0, run.stderr
+    assert {"update-oidc", "update"} <= {word for call in run.calls for word in call}
+    seen.extend(run.calls)
     return seen
 
 
@@ -93,7 +109,7 @@ def test_every_kubectl_flag_exists(calls: list[list[str]]) -> None:
     problems = set()
     for argv in kubectl_calls:
         words = [arg for arg in argv if not arg.startswith("-")]
-        # Subcommands that take a second word: rollout status, create namespace.
+        # Subcommands that take a second word: rollout status.
         command = tuple(words[:2]) if words[:1] in (["rollout"], ["create"]) else tuple(words[:1])
         known = kubectl_flags(*command)
         for arg in argv:

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Recording stand-in for gcloud, kubectl, gh, curl and kustomize (tests only), installed under
+# each of those names. Every call is appended to $FAKE_LOG, one tab-separated line.
+#
+# gcloud keeps the little state our scripts ask about under $FAKE_STATE_DIR: which resources
+# exist (and whether a pool or provider is soft-deleted), a provider's condition and mapping,
+# a repository's immutable-tags flag, and IAM bindings. It refuses to create what exists and
+# to update what does not, as gcloud does. That is enough to check the scripts' own logic
+# (order, describe before create, convergence on a re-run); it says nothing about whether
+# Google Cloud would accept a call.
+#
+# Knobs (environment):
+#   FAKE_FAIL_FIRST=<words>  the first call containing them fails once (IAM propagation)
+#   FAKE_GH=<id> <owner-id> <full-name>  what `gh api repos/...` answers; FAKE_GH=fail: 404
+#   FAKE_CURL_FILE=<file>    what curl downloads (any URL); unset: no network
+#   FAKE_RENDERED=<file>     what the kustomize stand-in prints
+set -uo pipefail
+
+tool="${0##*/}"
+{ printf '%s' "$tool"; printf '\t%s' "$@"; printf '\n'; } >>"$FAKE_LOG"
+args=" $* "
+
+if [[ -n "${FAKE_FAIL_FIRST:-}" && "$args" == *"$FAKE_FAIL_FIRST"* && ! -e "$FAKE_LOG.failed" ]]; then
+  touch "$FAKE_LOG.failed"
+  echo "ERROR: (gcloud) INVALID_ARGUMENT: Service account does not exist." >&2
+  exit 1
+fi
+
+# The value of --NAME=VALUE among the arguments (empty when absent).
+flag() {
+  local arg
+  for arg in "${ARGV[@]}"; do
+    [[ "$arg" == "--$1="* ]] && { printf '%s' "${arg#--"$1"=}"; return 0; }
+  done
+  return 0
+}
+ARGV=("$@")
+
+fake_gcloud() {
+  local verb="" name="" group=() word
+  local verbs=" describe create create-auto create-oidc update-oidc update delete undelete get-iam-policy add-iam-policy-binding remove-iam-policy-binding enable get-credentials "
+  for word in "$@"; do
+    if [[ -z "$verb" && "$verbs" == *" $word "* ]]; then
+      verb="$word"
+    elif [[ -z "$verb" ]]; then
+      group+=("$word")
+    elif [[ -z "$name" && "$word" != -* ]]; then
+      name="$word"
+    fi
+  done
+  [[ "${group[*]}" == "services" || "$verb" == "get-credentials" ]] && return 0
+  if [[ "${group[*]}" == "projects" && "$verb" == "describe" ]]; then
+    [[ "$(flag format)" == "value(projectNumber)" ]] && echo "${FAKE_PROJECT_NUMBER:-123456789012}"
+    return 0
+  fi
+  # A service account is created by name and named by email everywhere else.
+  name="${name%%@*}"
+  local kind="${group[*]}"
+  local dir="${FAKE_STATE_DIR}/${kind// /_}/${name}"
+  local state=""
+  [[ -e "$dir/state" ]] && state="$(<"$dir/state")"
+  case "$verb" in
+    describe)
+      [[ -n "$state" ]] || { echo "ERROR: (gcloud) NOT_FOUND: ${name}" >&2; return 1; }
+      case "$(flag format)" in
+        "value(state)") echo "$state" ;;
+        "value(attributeCondition)") cat "$dir/condition" ;;
+        "value(attributeMapping)")
+          # gcloud prints a map as key=value pairs joined by ';', in key order.
+          tr ',' '\n' <"$dir/mapping" | sort | paste -sd ';' ;;
+        "value(dockerConfig.immutableTags)") [[ -e "$dir/immutable" ]] && echo True ;;
+        "value(nodeConfig.serviceAccount,autoscaling.autoprovisioningNodePoolDefaults.serviceAccount)")
+          cat "$dir/service-account" ;;
+      esac
+      return 0 ;;
+    create | create-auto | create-oidc)
+      [[ -z "$state" ]] || { echo "ERROR: (gcloud) ALREADY_EXISTS: ${name}" >&2; return 1; }
+      mkdir -p "$dir"
+      echo ACTIVE >"$dir/state"
+      printf '%s' "$(flag attribute-condition)" >"$dir/condition"
+      printf '%s' "$(flag attribute-mapping)" >"$dir/mapping"
+      [[ "$args" == *" --immutable-tags "* ]] && touch "$dir/immutable"
+      printf '%s' "$(flag service-account)" >"$dir/service-account"
+      return 0 ;;
+    update-oidc | update)
+      [[ "$state" == ACTIVE ]] || { echo "ERROR: (gcloud) NOT_FOUND: ${name}" >&2; return 1; }
+      [[ -n "$(flag attribute-condition)" ]] && printf '%s' "$(flag attribute-condition)" >"$dir/condition"
+      [[ -n "$(flag attribute-mapping)" ]] && printf '%s' "$(flag attribute-mapping)" >"$dir/mapping"
+      [[ "$args" == *" --immutable-tags "* ]] && touch "$dir/immutable"
+      return 0 ;;
+    undelete)
+      [[ "$state" == DELETED ]] || { echo "ERROR: (gcloud) FAILED_PRECONDITION: ${name}" >&2; return 1; }
+      echo ACTIVE >"$dir/state"
+      return 0 ;;
+    delete)
+      [[ "$state" == ACTIVE ]] || { echo "ERROR: (gcloud) NOT_FOUND: ${name}" >&2; return 1; }
+      # Workload Identity pools and providers stay, soft-deleted, for 30 days.
+      if [[ "${group[*]}" == *workload-identity-pools* ]]; then echo DELETED >"$dir/state"; else rm -rf "$dir"; fi
+      return 0 ;;
+  esac
+  # IAM policies; projects keep theirs under the project id.
+  local role member filter
+  touch "${dir}.bindings" 2>/dev/null || { mkdir -p "$(dirname "$dir")"; touch "${dir}.bindings"; }
+  case "$verb" in
+    get-iam-policy)
+      filter="$(flag filter)"
+      role="$(sed -n 's/.*bindings\.role=\([^ ]*\).*/\1/p' <<<"$filter")"
+      member="$(sed -n 's/.*bindings\.members=\([^ ]*\).*/\1/p' <<<"$filter")"
+      while read -r bound_role bound_member; do
+        [[ "$bound_role" == "$role" ]] || continue
+        [[ -z "$member" || "$bound_member" == "$member" ]] && echo "$bound_member"
+      done <"${dir}.bindings"
+      return 0 ;;
+    add-iam-policy-binding)
+      grep -qxF -- "$(flag role) $(flag member)" "${dir}.bindings" || echo "$(flag role) $(flag member)" >>"${dir}.bindings"
+      return 0 ;;
+    remove-iam-policy-binding)
+      grep -vxF -- "$(flag role) $(flag member)" "${dir}.bindings" >"${dir}.bindings.new"
+      mv "${dir}.bindings.new" "${dir}.bindings"
+      return 0 ;;
+  esac
+  return 0
+}
+
+case "$tool" in
+  gcloud) fake_gcloud "$@"; exit ;;
+  kubectl)
+    case "$args" in
+      *" get service "*) printf '%s' "${FAKE_EXTERNAL_IP:-203.0.113.7}" ;;
+    esac
+    exit 0 ;;
+  gh)
+    if [[ "${FAKE_GH:-}" == fail ]]; then
+      echo "gh: Not Found (HTTP 404)" >&2
+      exit 1
+    fi
+    echo "${FAKE_GH:-}"
+    exit 0 ;;
+  curl)
+    [[ -n "${FAKE_CURL_FILE:-}" ]] || { echo "curl: (6) Could not resolve host" >&2; exit 6; }
+    while (($#)); do
+      [[ "$1" == --output ]] && { cp "$FAKE_CURL_FILE" "$2"; exit 0; }
+      shift
+    done
+    exit 2 ;;
+  kustomize) cat "${FAKE_RENDERED:?}"; exit 0 ;;
+  gke-gcloud-auth-plugin) exit 0 ;;
+esac
+exit 0
