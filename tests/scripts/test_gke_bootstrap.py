@@ -19,6 +19,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.scripts.support import (
     ARGS,
@@ -734,3 +735,13 @@ def test_an_existing_cluster_with_another_node_account_gets_a_warning_with_the_f
     assert run.returncode == 0, run.stderr
     assert "runs its nodes as '123-compute@developer.gserviceaccount.com" in run.stderr
     assert "ErrImagePull 403" in run.stderr
+
+
+def test_the_production_service_asks_for_the_address_the_bootstrap_reserves(plan: Run) -> None:
+    patch = yaml.safe_load(
+        (REPO_ROOT / "deploy/overlays/production/service.patch.yaml").read_text(encoding="utf-8")
+    )
+    name = patch["metadata"]["annotations"]["networking.gke.io/load-balancer-ip-addresses"]
+    create = next(a for a in planned_commands(plan) if a[:3] == ["compute", "addresses", "create"])
+    assert create[3] == name
+    assert flag(create, "region") == "europe-west1"
