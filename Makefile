@@ -101,9 +101,11 @@ manifests: ## render each overlay to build/manifests/<env>.yaml, to read and dif
 	mkdir -p build/manifests; \
 	for env in $(OVERLAYS); do mv "$$tmp/$$env.yaml" build/manifests/$$env.yaml; echo "build/manifests/$$env.yaml"; done
 
+# scripts/gitops.sh runs the tool in .venv-gitops, built from requirements/gitops.lock
+# (ruamel.yaml only, seconds) on first use: status needs neither .venv nor the dev tools.
 .PHONY: status
-status: $(VENV)/.dev ## which image each environment runs, and the commit that set it
-	$(PY) -m gitops status
+status: ## which image each environment runs, and the commit that set it
+	scripts/gitops.sh status
 
 # --- clusters (docs/delivery.md) -----------------------------------------------------------
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -339,15 +340,23 @@ def _dispatch(args: argparse.Namespace) -> int:
             changed = set_repo(repo, args.url)
         if changed:
             print(f"repo URL set to {args.url} in: {', '.join(changed)}")
+            _commit_and_push(changed, f"argocd: deploy from {args.url}")
         else:
             print(f"argocd/ already deploys from {args.url}; nothing to do")
     return 0
+
+
+def _commit_and_push(paths: Sequence[str], subject: str) -> None:
+    # The edit is only a file in this clone: Argo CD deploys what is pushed.
+    quoted = " ".join(shlex.quote(path) for path in paths)
+    print(f"now commit and push: git commit -m {shlex.quote(subject)} {quoted} && git push")
 
 
 def _report_set(result: SetImageResult, *, verb: str) -> None:
     workloads = ", ".join(sorted({f"{c.kind}/{c.workload}" for c in result.containers}))
     if result.changed:
         print(f"{result.env}: {verb} {result.ref} in {result.path} (rendered {workloads} runs it)")
+        _commit_and_push([result.path], f"{result.env}: {verb} {result.ref.tag}")
     else:
         print(f"{result.env}: already at {result.ref}; nothing to do")
     if not result.layout_preserved:
