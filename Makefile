@@ -90,14 +90,19 @@ endif
 
 # --- deploy --------------------------------------------------------------------------------
 
-KUSTOMIZE ?= kubectl kustomize
+# The overlay renderer: KUSTOMIZE if given (e.g. KUSTOMIZE="kustomize build"), else what
+# scripts/find-kustomize.sh picks: kustomize 5.8.1 (what Argo CD v3.5.1 bundles), one it
+# installed into $(VENV)/bin before, or kubectl kustomize; with none of them it installs the
+# pinned kustomize into $(VENV)/bin (checksum-verified) and says so.
+KUSTOMIZE ?=
+RENDERER = render='$(KUSTOMIZE)'; [ -n "$$render" ] || render="$$(scripts/find-kustomize.sh $(VENV)/bin)"
 OVERLAYS := staging production
 
 # Renders into a temporary directory first, so a failed render leaves the old files as they were.
 .PHONY: manifests
 manifests: ## render each overlay to build/manifests/<env>.yaml, to read and diff
-	@tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
-	for env in $(OVERLAYS); do $(KUSTOMIZE) deploy/overlays/$$env > "$$tmp/$$env.yaml"; done; \
+	@$(RENDERER); tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
+	for env in $(OVERLAYS); do $$render deploy/overlays/$$env > "$$tmp/$$env.yaml"; done; \
 	mkdir -p build/manifests; \
 	for env in $(OVERLAYS); do mv "$$tmp/$$env.yaml" build/manifests/$$env.yaml; echo "build/manifests/$$env.yaml"; done
 
@@ -164,7 +169,9 @@ reliability: $(VENV)/.dev $(MODEL_DIR)/metadata.json ## load, shutdown, crash, b
 
 .PHONY: test
 test: $(VENV)/.dev ## run the whole test suite (sets up .venv itself)
-	$(PY) -m pytest -n 2 --dist loadgroup
+	@$(RENDERER); echo "rendering overlays with: $$render"; \
+	KUSTOMIZE="$$render" GITOPS_KUSTOMIZE="$${GITOPS_KUSTOMIZE:-$$render}" \
+		$(PY) -m pytest -n 2 --dist loadgroup
 
 .PHONY: lint
 lint: $(VENV)/.dev ## ruff, mypy and the manifest/workflow linters

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -36,6 +38,12 @@ def run_tool(
         timeout=timeout,
         check=False,
     )
+
+
+def kustomize_command() -> tuple[str, ...]:
+    """The overlay renderer: $KUSTOMIZE (`make test` sets it from scripts/find-kustomize.sh),
+    else `kubectl kustomize`."""
+    return tuple(shlex.split(os.environ.get("KUSTOMIZE", "kubectl kustomize")))
 
 
 def glob_regex(pattern: str, wildcards: Mapping[str, str]) -> str:

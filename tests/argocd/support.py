@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from tests.tools import kustomize_command
+
 CRDS_ENV = "ARGOCD_CRDS_DIR"
 ARGOCD_VERSION = "v3.5.1"
 CRD_FILES = {"Application": "application-crd.yaml", "AppProject": "appproject-crd.yaml"}
@@ -130,7 +132,7 @@ def argocd_manifests(repo_root: Path) -> list[Manifest]:
 def kustomize(directory: Path) -> list[dict[str, Any]]:
     """Render a kustomization with the same kustomize the gitops tool uses."""
     proc = subprocess.run(
-        ["kubectl", "kustomize", str(directory)],
+        [*kustomize_command(), str(directory)],
         capture_output=True,
         text=True,
         check=False,

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from tests.tools import glob_regex
+from tests.tools import glob_regex, kustomize_command
 
 OVERLAYS = ("staging", "production")
 # The same renderer `make manifests` uses; KUSTOMIZE="kustomize" picks a standalone binary
 # (CI pins the one Argo CD bundles).
-KUSTOMIZE = tuple(shlex.split(os.environ.get("KUSTOMIZE", "kubectl kustomize")))
+KUSTOMIZE = kustomize_command()
 
 
 @dataclass(frozen=True)

@@ -144,9 +144,13 @@ def test_hadolint_ignores_carry_their_reason(repo_root: Path) -> None:
 
 @pytest.fixture
 def make_copy(repo_root: Path, tmp_path: Path) -> Path:
-    """A copy of the repository's Makefile and deploy/, so the real build/ is left alone."""
+    """A copy of the repository's Makefile, deploy/ and the renderer lookup, so the real
+    build/ is left alone."""
     shutil.copy2(repo_root / "Makefile", tmp_path / "Makefile")
     shutil.copytree(repo_root / "deploy", tmp_path / "deploy")
+    (tmp_path / "scripts").mkdir()
+    for script in ("find-kustomize.sh", "install-kustomize.sh"):
+        shutil.copy2(repo_root / "scripts" / script, tmp_path / "scripts" / script)
     return tmp_path
 
 

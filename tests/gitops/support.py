@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.tools import kustomize_command
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUMP_SCRIPT = REPO_ROOT / "scripts" / "release" / "bump-staging.sh"
 HOST = "europe-west1-docker.pkg.dev/iris-demo-123/iris/iris-api"
@@ -29,7 +31,7 @@ def overlay(repo: Path, env: str) -> Path:
 def deployed_image(repo: Path, env: str) -> str:
     """The image the rendered Deployment runs, straight from kustomize."""
     proc = subprocess.run(
-        ["kubectl", "kustomize", str(repo / "deploy" / "overlays" / env)],
+        [*kustomize_command(), str(repo / "deploy" / "overlays" / env)],
         capture_output=True,
         text=True,
         check=False,
