@@ -38,7 +38,7 @@ from service import metrics
 from service.dataplane import DataPlane, ServedModel, ServiceState, load_model
 from service.docs import add_docs
 from service.errors import ServiceError, handle_error
-from service.front import BODY_KEY, ROUTE_KEY, Front, respond
+from service.front import BINARY_KEY, BODY_KEY, ROUTE_KEY, Front, respond
 from service.logs import SERVICE_LOGGER, RequestLog
 from service.routes import ROUTES, Call, Match, Router, document
 from service.settings import Settings
@@ -59,8 +59,9 @@ class Dispatcher:
         if match is None:
             await self.app(scope, receive, send)
             return
-        reply = match.route.handler(self.plane, Call(scope.get(BODY_KEY, b""), match.params))
-        await respond(send, reply.status, reply.body, reply.media_type.encode())
+        call = Call(scope.get(BODY_KEY, b""), match.params, scope.get(BINARY_KEY))
+        reply = match.route.handler(self.plane, call)
+        await respond(send, reply.status, reply.body, reply.media_type.encode(), reply.headers)
 
 
 class IrisApp:

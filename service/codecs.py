@@ -4,8 +4,10 @@
   validated by pydantic-core (Rust) on the raw bytes. A batch is parsed by orjson and
   checked in one pass straight into a float array (`batch_rows`); only a batch that fails
   that check goes through the pydantic model, whose error is the answer.
-- The Open Inference Protocol codec serves `/v2/models/{name}/infer`: a JSON request with
-  one FP32/FP64 tensor [N, 4], answered with labels and probabilities.
+- The Open Inference Protocol codec serves `/v2/models/{name}/infer`: a request with one
+  FP32/FP64 tensor [N, 4], answered with labels and probabilities; tensors travel as JSON
+  or, with the binary tensor data extension (Triton's, which tritonclient uses by
+  default), as raw little-endian bytes after a JSON header.
 
 Codecs know nothing about the estimator: they turn bytes into validated rows and
 (class indices, probabilities) into bytes. Responses are built as dicts and serialised
@@ -15,7 +17,7 @@ by orjson.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,13 +154,32 @@ V2_OUTPUTS = ("label", "probabilities")
 V2_DATATYPES: dict[str, type[np.floating[Any]]] = {"FP32": np.float32, "FP64": np.float64}
 
 
+BINARY_HEADER = "Inference-Header-Content-Length"
+"""Request and response header of the binary extension: the length of the JSON header."""
+_LITTLE_ENDIAN: dict[type[Any], np.dtype[Any]] = {
+    np.float32: np.dtype("<f4"),
+    np.float64: np.dtype("<f8"),
+}
+_LABEL_BYTES = [name.encode() for name in CLASS_NAMES]
+
+
 @dataclass(frozen=True)
 class InferenceRequest:
-    """A decoded v2 request: validated rows, the outputs asked for, the request id."""
+    """A decoded v2 request: validated rows, the outputs asked for (and which of them in
+    binary), the request id."""
 
     rows: Rows
     outputs: tuple[str, ...]
     id: str | None
+    binary_outputs: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A response body, and the length of its JSON header when binary tensors follow it."""
+
+    body: bytes
+    header_length: int | None = None
 
 
 def check_tensor_rows(name: str, values: npt.NDArray[np.float64]) -> Rows:
@@ -208,6 +229,55 @@ def _json_tensor_rows(
     return values
 
 
+def split_binary(body: bytes, header_length: bytes) -> tuple[bytes, bytes]:
+    """The JSON header and the binary data of a body sent with the binary extension."""
+    text = header_length.decode("latin-1").strip()
+    if not text.isdigit():
+        raise BadRequestError(
+            f"{BINARY_HEADER} must be the length of the JSON header in bytes, got {text[:40]!r}"
+        )
+    length = int(text)
+    if length > len(body):
+        raise BadRequestError(
+            f"{BINARY_HEADER} is {length}, but the body holds only {len(body)} bytes"
+        )
+    return body[:length], body[length:]
+
+
+def _flag(parameters: Mapping[str, Any] | None, name: str, where: str) -> bool | None:
+    value = (parameters or {}).get(name)
+    if value is not None and not isinstance(value, bool):
+        raise BadRequestError(f"{where}: parameter '{name}' must be true or false")
+    return value
+
+
+def _binary_size(parameters: Mapping[str, Any] | None, where: str) -> int | None:
+    value = (parameters or {}).get("binary_data_size")
+    if value is None:
+        return None
+    if type(value) is not int or value < 0:
+        raise BadRequestError(f"{where}: binary_data_size must be a non-negative integer")
+    return value
+
+
+def _binary_tensor_rows(
+    where: str, shape: list[int], dtype: type[Any], size: int, data: bytes
+) -> Rows:
+    itemsize = np.dtype(dtype).itemsize
+    expected = shape[0] * N_FEATURES * itemsize
+    if size != len(data):
+        raise BadRequestError(
+            f"{where}: binary_data_size is {size}, but {len(data)} bytes follow the JSON header"
+        )
+    if size != expected:
+        raise BadRequestError(
+            f"{where}: shape {shape} of {np.dtype(dtype).name} needs {expected} bytes of "
+            f"binary data, binary_data_size is {size}"
+        )
+    values = np.frombuffer(data, dtype=_LITTLE_ENDIAN[dtype]).reshape(shape[0], N_FEATURES)
+    return np.asarray(values, dtype=np.float64)
+
+
 def wanted_outputs(names: Sequence[str] | None) -> tuple[str, ...]:
     """The outputs asked for (all of them when none are named); 400 for an unknown one."""
     if not names:
@@ -221,20 +291,52 @@ def wanted_outputs(names: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(names)
 
 
-def decode_inference(body: bytes, max_rows: int) -> InferenceRequest:
-    """A JSON v2 request; 400 in the protocol's terms for anything malformed, 413 over
-    `max_rows` rows (checked on the declared shape, before the data is converted)."""
+def decode_inference(
+    body: bytes, max_rows: int, header_length: bytes | None = None
+) -> InferenceRequest:
+    """A v2 request, its tensor in JSON or (with `header_length`, the value of the
+    Inference-Header-Content-Length header) in binary after the JSON header; 400 in the
+    protocol's terms for anything malformed, 413 over `max_rows` rows (checked on the
+    declared shape, before the data is converted)."""
+    header, binary = (body, b"") if header_length is None else split_binary(body, header_length)
     try:
-        request = V2InferenceRequest.model_validate_json(body)
+        request = V2InferenceRequest.model_validate_json(header)
     except ValidationError as exc:
         raise BadRequestError(validation_detail(exc.errors(include_url=False))) from None
     tensor = request.inputs[0]
+    where = f"input '{tensor.name}'"
     dtype = check_tensor_header(tensor.name, tensor.datatype, tensor.shape)
+    size = _binary_size(tensor.parameters, where)
+    if size is not None and header_length is None:
+        raise BadRequestError(f"{where}: binary_data_size needs the {BINARY_HEADER} header")
     check_row_count(tensor.shape[0], max_rows)
-    values = _json_tensor_rows(tensor.name, tensor.shape, tensor.data, dtype)
+    if size is not None:
+        if tensor.data is not None:
+            raise BadRequestError(f"{where}: send either data or binary_data_size, not both")
+        values = _binary_tensor_rows(where, tensor.shape, dtype, size, binary)
+    elif tensor.data is None:
+        raise BadRequestError(f"{where}: no data (send data, or binary_data_size and bytes)")
+    elif binary:
+        raise BadRequestError(
+            f"{len(binary)} bytes follow the JSON header, but no input has binary_data_size"
+        )
+    else:
+        values = _json_tensor_rows(tensor.name, tensor.shape, tensor.data, dtype)
     rows = check_tensor_rows(tensor.name, values)
     outputs = wanted_outputs([o.name for o in request.outputs] if request.outputs else None)
-    return InferenceRequest(rows, outputs, request.id)
+    return InferenceRequest(rows, outputs, request.id, _binary_outputs(request, outputs))
+
+
+def _binary_outputs(request: V2InferenceRequest, outputs: tuple[str, ...]) -> frozenset[str]:
+    # binary_data_output asks for every output in binary; an output's own binary_data
+    # overrides it either way.
+    default = bool(_flag(request.parameters, "binary_data_output", "request"))
+    chosen = {name: default for name in outputs}
+    for output in request.outputs or ():
+        flag = _flag(output.parameters, "binary_data", f"output '{output.name}'")
+        if flag is not None:
+            chosen[output.name] = flag
+    return frozenset(name for name, binary in chosen.items() if binary)
 
 
 def check_row_count(rows: int, max_rows: int) -> None:
@@ -246,31 +348,50 @@ def check_row_count(rows: int, max_rows: int) -> None:
         )
 
 
+def _bytes_tensor(values: list[bytes]) -> bytes:
+    # The extension's BYTES layout: each element as a 4-byte little-endian length, then
+    # its bytes.
+    return b"".join(len(value).to_bytes(4, "little") + value for value in values)
+
+
 def encode_inference(
     request: InferenceRequest,
     indices: Indices,
     probabilities: Probabilities,
     model_name: str,
     version: str,
-) -> bytes:
-    """The JSON v2 response: the outputs asked for, in the order asked."""
+) -> Encoded:
+    """The v2 response: the outputs asked for, in the order asked, each as JSON data or
+    (asked for in binary) as bytes after the JSON header."""
     count = len(indices)
     outputs: list[dict[str, Any]] = []
+    binary: list[bytes] = []
     for name in request.outputs:
+        output: dict[str, Any]
+        raw: bytes
         if name == "label":
-            labels = [CLASS_NAMES[index] for index in indices.tolist()]
-            outputs.append({"name": "label", "shape": [count], "datatype": "BYTES", "data": labels})
+            output = {"name": "label", "shape": [count], "datatype": "BYTES"}
+            if name in request.binary_outputs:
+                raw = _bytes_tensor([_LABEL_BYTES[i] for i in indices.tolist()])
+            else:
+                output["data"] = [CLASS_NAMES[i] for i in indices.tolist()]
         else:
-            outputs.append(
-                {
-                    "name": "probabilities",
-                    "shape": [count, len(CLASS_NAMES)],
-                    "datatype": "FP32",
-                    "data": probabilities.astype(np.float32).ravel().tolist(),
-                }
-            )
+            shape = [count, len(CLASS_NAMES)]
+            output = {"name": "probabilities", "shape": shape, "datatype": "FP32"}
+            single = probabilities.astype(np.dtype("<f4"))
+            if name in request.binary_outputs:
+                raw = single.tobytes()
+            else:
+                output["data"] = single.ravel().tolist()
+        if name in request.binary_outputs:
+            output["parameters"] = {"binary_data_size": len(raw)}
+            binary.append(raw)
+        outputs.append(output)
     response: dict[str, Any] = {"model_name": model_name, "model_version": version}
     if request.id is not None:
         response["id"] = request.id
     response["outputs"] = outputs
-    return orjson.dumps(response)
+    header = orjson.dumps(response)
+    if not binary:
+        return Encoded(header)
+    return Encoded(b"".join([header, *binary]), len(header))

@@ -134,10 +134,13 @@ class DataPlane:
             raise ModelNotFoundError(name, version, V2_MODEL_NAME, model.version)
         return model
 
-    def infer(self, name: str, version: str | None, body: bytes) -> bytes:
-        """POST /v2/models/{name}[/versions/{version}]/infer."""
+    def infer(
+        self, name: str, version: str | None, body: bytes, header_length: bytes | None = None
+    ) -> codecs.Encoded:
+        """POST /v2/models/{name}[/versions/{version}]/infer; `header_length` is the value of
+        Inference-Header-Content-Length (the binary tensor data extension), if sent."""
         model = self.model_for(name, version)
-        request = codecs.decode_inference(body, self.max_batch_rows)
+        request = codecs.decode_inference(body, self.max_batch_rows, header_length)
         indices, probabilities = model.predict(request.rows)
         return codecs.encode_inference(
             request, indices, probabilities, V2_MODEL_NAME, model.version

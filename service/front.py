@@ -41,6 +41,8 @@ ROUTE_KEY = "iris.route"
 """Scope key of the request's `Match` (None when no route of the table matches)."""
 BODY_KEY = "iris.body"
 """Scope key of the request body the front has read (routes with a Body only)."""
+BINARY_KEY = "iris.binary_header"
+"""Scope key of the Inference-Header-Content-Length value (routes taking binary tensors)."""
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _CLIENT_CLOSED = 499  # nginx's code for a client that went away before the answer
@@ -85,7 +87,7 @@ class Front:
         content_type: bytes | None = None
         content_length: bytes | None = None
         request_id: bytes | None = None
-        binary_tensors = False
+        binary_header: bytes | None = None
         chunked = False
         for name, value in scope["headers"]:
             if name == b"content-type":
@@ -95,7 +97,7 @@ class Front:
             elif name == b"x-request-id":
                 request_id = value if _REQUEST_ID.fullmatch(value) else None
             elif name == b"inference-header-content-length":
-                binary_tensors = True
+                binary_header = value
             elif name == b"transfer-encoding":
                 chunked = True
         if request_id is None:
@@ -124,11 +126,12 @@ class Front:
             body_policy = match.route.body if match is not None else None
             if body_policy is not None:
                 _check_content_type(body_policy, content_type)
-                if binary_tensors:
-                    raise BadRequestError(
-                        "the binary tensor data extension is not supported: send tensors "
-                        "as JSON (tritonclient: binary_data=False)"
-                    )
+                if binary_header is not None:
+                    if not body_policy.binary_tensors:
+                        raise BadRequestError(
+                            f"{path} takes no binary tensors (Inference-Header-Content-Length)"
+                        )
+                    scope[BINARY_KEY] = binary_header
                 scope[BODY_KEY] = await self._read_body(receive, content_length)
                 unread_body = False
             await self.app(scope, receive, send_with_id)
@@ -253,9 +256,13 @@ def _too_large(limit: int) -> PayloadTooLargeError:
 
 
 async def respond(
-    send: Send, status: int, body: bytes, media_type: bytes = b"application/json"
+    send: Send,
+    status: int,
+    body: bytes,
+    media_type: bytes = b"application/json",
+    headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> None:
-    """Send a whole response: status, content type and length, body."""
+    """Send a whole response: status, content type and length, any other headers, body."""
     await send(
         {
             "type": "http.response.start",
@@ -263,6 +270,7 @@ async def respond(
             "headers": [
                 (b"content-type", media_type),
                 (b"content-length", str(len(body)).encode()),
+                *headers,
             ],
         }
     )

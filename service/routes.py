@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from service import metrics
+from service.codecs import BINARY_HEADER
 from service.dataplane import DataPlane
 from service.docs import live_examples
 from service.errors import JSON
@@ -50,27 +51,35 @@ from service.schemas import (
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """What a handler answers: a body, its status and media type."""
+    """What a handler answers: a body, its status and media type, any further headers."""
 
     body: bytes
     status: int = 200
     media_type: str = JSON
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One request as a handler sees it: the body (read by the front) and path parameters."""
+    """One request as a handler sees it: the body (read by the front), path parameters,
+    and the Inference-Header-Content-Length header if the route takes binary tensors."""
 
     body: bytes
     params: Mapping[str, str]
+    binary_header: bytes | None = None
 
 
 Handler = Callable[[DataPlane, Call], Reply]
 
 
+OCTET_STREAM = "application/octet-stream"
+
+
 @dataclass(frozen=True)
 class Body:
-    """A route's request body: the schema it is documented by, the media types accepted.
+    """A route's request body: the schema it is documented by, the media types accepted,
+    and whether it may carry binary tensors (Triton's binary tensor data extension: a JSON
+    header of Inference-Header-Content-Length bytes, then the tensors' bytes).
 
     The size limit (IRIS_MAX_BODY_BYTES) and the time limit (IRIS_BODY_TIMEOUT) apply to
     every body alike. A request without Content-Type is accepted: inference clients
@@ -79,6 +88,7 @@ class Body:
 
     schema: type[BaseModel]
     media_types: frozenset[bytes] = frozenset({b"application/json"})
+    binary_tensors: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,7 +179,13 @@ def _model_ready(plane: DataPlane, call: Call) -> Reply:
 
 def _infer(plane: DataPlane, call: Call) -> Reply:
     params = call.params
-    return _json(plane.infer(params["model_name"], params.get("model_version"), call.body))
+    encoded = plane.infer(
+        params["model_name"], params.get("model_version"), call.body, call.binary_header
+    )
+    if encoded.header_length is None:
+        return Reply(encoded.body)
+    length = (b"inference-header-content-length", str(encoded.header_length).encode())
+    return Reply(encoded.body, media_type=OCTET_STREAM, headers=(length,))
 
 
 # --- the table ----------------------------------------------------------------------------------
@@ -189,8 +205,20 @@ _V2_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": V2Error, "description": "Unknown model or version."},
     408: {"model": V2Error, "description": "Body not received within IRIS_BODY_TIMEOUT."},
     413: {"model": V2Error, "description": "Body or batch over the documented limit."},
-    415: {"model": V2Error, "description": "Content-Type is not application/json."},
+    415: {"model": V2Error, "description": "Content-Type is not JSON (or octet-stream)."},
 }
+_V2_INFER_ERRORS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "With binary outputs asked for: the JSON header, then the tensors.",
+        "content": {OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}}},
+    },
+    **_V2_ERRORS,
+}
+_V2_INFER_BODY = Body(
+    V2InferenceRequest,
+    frozenset({b"application/json", OCTET_STREAM.encode()}),
+    binary_tensors=True,
+)
 _V2_UNKNOWN: dict[int | str, dict[str, Any]] = {404: _V2_ERRORS[404]}
 
 ROUTES: tuple[Route, ...] = (
@@ -290,8 +318,8 @@ ROUTES: tuple[Route, ...] = (
         "Inference",
         _V2,
         V2InferenceResponse,
-        _V2_ERRORS,
-        Body(V2InferenceRequest),
+        _V2_INFER_ERRORS,
+        _V2_INFER_BODY,
     ),
     Route(
         "POST",
@@ -300,8 +328,8 @@ ROUTES: tuple[Route, ...] = (
         "Inference with one version",
         _V2,
         V2InferenceResponse,
-        _V2_ERRORS,
-        Body(V2InferenceRequest),
+        _V2_INFER_ERRORS,
+        _V2_INFER_BODY,
     ),
 )
 
@@ -350,13 +378,21 @@ class Router:
 # --- documentation: the same table as FastAPI routes ---------------------------------------------
 
 
-def _request_body(schema: type[BaseModel]) -> dict[str, Any]:
+def _request_body(body: Body) -> dict[str, Any]:
     # Bodies are parsed by the codecs, not by a FastAPI parameter; this tells the OpenAPI
     # document what they accept.
-    reference = {"$ref": f"#/components/schemas/{schema.__name__}"}
-    return {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": reference}}}
-    }
+    reference = {"$ref": f"#/components/schemas/{body.schema.__name__}"}
+    content: dict[str, Any] = {"application/json": {"schema": reference}}
+    if body.binary_tensors:
+        content[OCTET_STREAM] = {
+            "schema": {
+                "type": "string",
+                "format": "binary",
+                "description": "The JSON request (Inference-Header-Content-Length bytes), "
+                "then the bytes of the tensor it declares with binary_data_size.",
+            }
+        }
+    return {"requestBody": {"required": True, "content": content}}
 
 
 # Swagger UI fills "Try it out" with these; the v2 routes take the model name in the path.
@@ -379,8 +415,13 @@ def _endpoint(route: Route, plane: DataPlane) -> Callable[..., Any]:
 
     async def endpoint(request: Request, **params: str) -> Response:
         body = await request.body() if route.body is not None else b""
-        reply = route.handler(plane, Call(body, params))
-        return Response(reply.body, status_code=reply.status, media_type=reply.media_type)
+        header = request.headers.get(BINARY_HEADER)
+        binary = header.encode("latin-1") if header is not None else None
+        reply = route.handler(plane, Call(body, params, binary))
+        headers = {name.decode(): value.decode() for name, value in reply.headers}
+        return Response(
+            reply.body, status_code=reply.status, media_type=reply.media_type, headers=headers
+        )
 
     parameters = [
         inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)
@@ -412,7 +453,7 @@ def document(api: FastAPI, routes: tuple[Route, ...], plane: DataPlane) -> None:
             # media type; the handler's Response is sent as it is either way.
             response_class=JSONResponse if route.media_type == JSON else Response,
             include_in_schema=route.documented,
-            openapi_extra=_request_body(route.body.schema) if route.body else None,
+            openapi_extra=_request_body(route.body) if route.body else None,
         )
     bodies = {route.body.schema for route in routes if route.body is not None}
     generate = api.openapi

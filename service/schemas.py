@@ -308,8 +308,14 @@ class V2RequestInput(BaseModel):
     name: str = Field(max_length=256)
     shape: list[int] = Field(max_length=8)
     datatype: str = Field(max_length=16)
-    parameters: dict[str, Any] | None = None
-    data: list[_Number] | list[list[_Number]]
+    parameters: dict[str, Any] | None = Field(
+        default=None,
+        description="With the binary tensor data extension, `binary_data_size`: the bytes "
+        "of this tensor after the JSON header (then `data` is left out).",
+    )
+    data: list[_Number] | list[list[_Number]] | None = Field(
+        default=None, description="The values, flat in row-major order or as nested rows."
+    )
 
 
 class V2RequestOutput(BaseModel):
@@ -350,12 +356,14 @@ class V2InferenceRequest(BaseModel):
 
 
 class V2ResponseOutput(BaseModel):
-    """One output tensor."""
+    """One output tensor: `data` in JSON, or `parameters.binary_data_size` bytes after the
+    JSON header when the client asked for it in binary."""
 
     name: str
     shape: list[int]
     datatype: str
-    data: list[float] | list[str]
+    data: list[float] | list[str] | None = None
+    parameters: dict[str, Any] | None = None
 
 
 class V2InferenceResponse(BaseModel):

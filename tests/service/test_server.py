@@ -52,30 +52,47 @@ def test_v2_protocol_through_tritonclient(
         assert metadata["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}]
         assert client.get_server_metadata()["name"] == "iris-api"
 
+        # tritonclient's defaults: binary tensors both ways (Triton's binary extension).
         tensor = triton.InferInput("features", list(features.shape), "FP32")
-        # JSON tensors: the binary-data extension is Triton's own, not the protocol's.
-        tensor.set_data_from_numpy(features, binary_data=False)
+        tensor.set_data_from_numpy(features)
         outputs = [
+            triton.InferRequestedOutput("label"),
+            triton.InferRequestedOutput("probabilities"),
+        ]
+        result = client.infer("iris", [tensor], outputs=outputs, request_id="req-7")
+        # No outputs named: tritonclient asks for all of them in binary.
+        everything = client.infer("iris", [tensor])
+        # And JSON tensors, for clients that ask for them.
+        as_json = triton.InferInput("features", list(features.shape), "FP32")
+        as_json.set_data_from_numpy(features, binary_data=False)
+        json_outputs = [
             triton.InferRequestedOutput("label", binary_data=False),
             triton.InferRequestedOutput("probabilities", binary_data=False),
         ]
-        result = client.infer("iris", [tensor], outputs=outputs, request_id="req-7")
+        json_result = client.infer("iris", [as_json], outputs=json_outputs)
     finally:
         client.close()
 
     served = features.astype(np.float64)  # the exact values the client sent
     expected_classes = artifact.estimator.predict(served)
-    labels = [
-        label.decode() if isinstance(label, bytes) else str(label)
-        for label in result.as_numpy("label")
-    ]
-    assert labels == [CLASS_NAMES[i] for i in expected_classes]
-    probabilities = result.as_numpy("probabilities")
-    assert probabilities.dtype == np.float32
-    assert probabilities.shape == (25, 3)
-    np.testing.assert_allclose(
-        probabilities, artifact.estimator.predict_proba(served), rtol=1e-6, atol=1e-7
+    expected_probabilities = artifact.estimator.predict_proba(served)
+    for answer in (result, everything, json_result):
+        labels = [
+            label.decode() if isinstance(label, bytes) else str(label)
+            for label in answer.as_numpy("label")
+        ]
+        assert labels == [CLASS_NAMES[i] for i in expected_classes]
+        probabilities = answer.as_numpy("probabilities")
+        assert probabilities.dtype == np.float32
+        assert probabilities.shape == (25, 3)
+        np.testing.assert_allclose(probabilities, expected_probabilities, rtol=1e-6, atol=1e-7)
+    # Binary and JSON tensors carry the same float32 values, bit for bit.
+    np.testing.assert_array_equal(
+        result.as_numpy("probabilities"), json_result.as_numpy("probabilities")
     )
+    binary_outputs = result.get_response()["outputs"]
+    assert all("data" not in output for output in binary_outputs)
+    assert [o["parameters"]["binary_data_size"] for o in binary_outputs][1] == 25 * 3 * 4
     response = result.get_response()
     assert response["id"] == "req-7"
     assert response["model_version"] == artifact.metadata.model_version
@@ -87,14 +104,18 @@ def test_tritonclient_sees_unknown_model_as_protocol_error(server: ServiceServer
 
     client = _triton_client(server)
     tensor = triton.InferInput("features", [1, 4], "FP32")
-    tensor.set_data_from_numpy(np.array([[5.1, 3.5, 1.4, 0.2]], np.float32), binary_data=False)
+    tensor.set_data_from_numpy(np.array([[5.1, 3.5, 1.4, 0.2]], np.float32))
     try:
         with pytest.raises(InferenceServerException, match="unknown model 'resnet'"):
             client.infer("resnet", [tensor])
         bad = triton.InferInput("features", [1, 3], "FP32")
-        bad.set_data_from_numpy(np.array([[5.1, 3.5, 1.4]], np.float32), binary_data=False)
+        bad.set_data_from_numpy(np.array([[5.1, 3.5, 1.4]], np.float32))
         with pytest.raises(InferenceServerException, match=r"shape must be \[N, 4\]"):
             client.infer("iris", [bad])
+        out_of_range = triton.InferInput("features", [1, 4], "FP32")
+        out_of_range.set_data_from_numpy(np.array([[5.1, 3.5, 1.4, -1.0]], np.float32))
+        with pytest.raises(InferenceServerException, match=r"petal_width = -1\.0 is outside"):
+            client.infer("iris", [out_of_range])
     finally:
         client.close()
 

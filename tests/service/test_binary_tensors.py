@@ -1,0 +1,116 @@
+"""The binary tensor data extension in process, framed by tritonclient's own code.
+
+tritonclient builds the request bodies (`generate_request_body`, the framing its
+`infer()` sends) and parses the answers (`parse_response_body`); the service must give
+the estimator's answers with binary tensors in either direction, and the same answers as
+with JSON tensors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from fastapi.testclient import TestClient
+
+from model.artifact import CLASS_NAMES, load
+
+FEATURES = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])
+
+
+def _infer(
+    client: TestClient, datatype: str, binary_in: bool, binary_out: bool | None
+) -> tuple[Any, Any]:
+    tensor = triton.InferInput("features", list(FEATURES.shape), datatype)
+    tensor.set_data_from_numpy(
+        FEATURES.astype(np.float32 if datatype == "FP32" else np.float64), binary_data=binary_in
+    )
+    outputs = (
+        None
+        if binary_out is None
+        else [
+            triton.InferRequestedOutput("label", binary_data=binary_out),
+            triton.InferRequestedOutput("probabilities", binary_data=binary_out),
+        ]
+    )
+    body, json_size = triton.InferenceServerClient.generate_request_body(
+        [tensor], outputs=outputs, request_id="r-1"
+    )
+    headers = {} if json_size is None else {"Inference-Header-Content-Length": str(json_size)}
+    response = client.post("/v2/models/iris/infer", content=body, headers=headers)
+    assert response.status_code == 200, response.content[:300]
+    length = response.headers.get("inference-header-content-length")
+    result = triton.InferenceServerClient.parse_response_body(
+        response.content, header_length=None if length is None else int(length)
+    )
+    return result, response
+
+
+def _labels(result: Any) -> list[str]:
+    # BYTES come back as bytes from binary data and as str from JSON.
+    return [x.decode() if isinstance(x, bytes) else str(x) for x in result.as_numpy("label")]
+
+
+@pytest.mark.parametrize("datatype", ["FP32", "FP64"])
+@pytest.mark.parametrize(
+    ("binary_in", "binary_out"),
+    [(True, True), (True, False), (False, True), (True, None), (False, False)],
+    ids=["binary-both", "binary-in", "binary-out", "all-outputs-binary", "json-both"],
+)
+def test_tritonclient_framing_gets_the_estimators_answer(
+    client: TestClient,
+    trained_artifact_dir: Path,
+    datatype: str,
+    binary_in: bool,
+    binary_out: bool | None,
+) -> None:
+    estimator = load(trained_artifact_dir).estimator
+    sent = FEATURES.astype(np.float32).astype(np.float64) if datatype == "FP32" else FEATURES
+
+    result, response = _infer(client, datatype, binary_in, binary_out)
+
+    labels = _labels(result)
+    assert labels == [CLASS_NAMES[i] for i in estimator.predict(sent)]
+    np.testing.assert_allclose(
+        result.as_numpy("probabilities"), estimator.predict_proba(sent), rtol=1e-6, atol=1e-7
+    )
+    assert result.get_response()["id"] == "r-1"
+    binary_answer = binary_out is not False
+    assert ("inference-header-content-length" in response.headers) == binary_answer
+    expected_type = "application/octet-stream" if binary_answer else "application/json"
+    assert response.headers["content-type"] == expected_type
+
+
+def test_binary_and_json_tensors_give_the_same_bytes_of_answer(client: TestClient) -> None:
+    binary, _ = _infer(client, "FP32", binary_in=True, binary_out=True)
+    plain, _ = _infer(client, "FP32", binary_in=False, binary_out=False)
+
+    np.testing.assert_array_equal(binary.as_numpy("probabilities"), plain.as_numpy("probabilities"))
+    assert _labels(binary) == _labels(plain)
+
+
+def test_a_binary_batch_over_the_row_limit_is_413_before_its_bytes_are_read(
+    client: TestClient,
+) -> None:
+    rows = 1001  # IRIS_MAX_BATCH_ROWS is 1000 by default
+    tensor = {
+        "name": "features",
+        "shape": [rows, 4],
+        "datatype": "FP32",
+        "parameters": {"binary_data_size": rows * 16},
+    }
+    header = json.dumps({"inputs": [tensor]}).encode()
+    body = header + np.ones((rows, 4), "<f4").tobytes()
+
+    response = client.post(
+        "/v2/models/iris/infer",
+        content=body,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+
+    assert response.status_code == 413
+    assert "IRIS_MAX_BATCH_ROWS" in response.json()["error"]
