@@ -240,3 +240,14 @@ def test_unknown_option_is_refused() -> None:
     result = render("--frm", "x")
     assert result.returncode != 0
     assert "unknown option: --frm" in result.stderr
+
+
+def test_the_kind_loop_installs_the_same_pinned_file() -> None:
+    """Both clusters run the same Argo CD: kind's pin equals the one recorded here."""
+    text = (REPO_ROOT / "scripts" / "kind" / "lib.sh").read_text(encoding="utf-8")
+    commit = re.search(r'ARGOCD_COMMIT="([0-9a-f]{40})"', text)
+    digest = re.search(r'ARGOCD_INSTALL_SHA256="([0-9a-f]{64})"', text)
+    assert commit, "scripts/kind/lib.sh names no ARGOCD_COMMIT"
+    assert digest, "scripts/kind/lib.sh names no ARGOCD_INSTALL_SHA256"
+    assert commit.group(1) == V3_5_1_COMMIT
+    assert digest.group(1) == pinned_sha256()
