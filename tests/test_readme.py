@@ -27,6 +27,7 @@ NOT_ROUTES = {"/tmp", "/opt/venv"}
 NOT_RUN_HERE = {
     "make serve": "the quickstart itself: make test is what CI runs, make serve never ends",
     "docker build": "needs a Docker engine; ci.yml builds and smoke-tests the image",
+    "make kind-up": "needs Docker, kind and cloud-provider-kind; e2e.yml runs these targets",
     "export GCP_PROJECT_ID": "pushes to a GitHub fork and creates Google Cloud resources",
 }
 
