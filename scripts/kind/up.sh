@@ -71,6 +71,8 @@ fetch_pinned "${METRICS_SERVER_URL}" "${METRICS_SERVER_SHA256}" "${metrics_dir}/
 cp "${KIND_DIR}/metrics-server/kustomization.yaml" "${metrics_dir}/kustomization.yaml"
 k apply --kustomize "${metrics_dir}" >/dev/null
 
+# The pinned upstream manifest that argocd/install/ builds on, without that kustomization's
+# requests for GKE Autopilot (0.6 CPU that a 2-CPU node cannot spare; docs/delivery.md).
 log "Argo CD ${ARGOCD_VERSION}"
 fetch_pinned "${ARGOCD_INSTALL_URL}" "${ARGOCD_INSTALL_SHA256}" "${DOWNLOAD_DIR}/argocd-install.yaml"
 k apply -f - >/dev/null <<<'{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "argocd"}}'
