@@ -1,18 +1,20 @@
 # syntax=docker/dockerfile:1
 #
-# The Iris API image: the pinned runtime, a model trained inside this build, and
-# the service. Build and run (docs/deploy.md):
+# The Iris API image: a model trained inside this build, only the libraries that serve it,
+# and the service. Build, run as the Deployment runs it and check (docs/deploy.md):
 #
+#   make image-test
 #   docker build --build-arg GIT_REVISION="$(git rev-parse HEAD)" -t iris-api .
-#   docker run --rm -p 8000:8000 iris-api
 #
-# Both stages start from the same base, named by tag for people and by digest
-# for the builder: python:3.11-slim-bookworm (Python 3.11.16), the multi-arch
-# index digest published for that tag by the Docker Official Images. Refresh
-# both together (docs/deploy.md, "Updating the base image").
+# Both stages start from PYTHON_IMAGE. Its default is python:3.11-slim-bookworm (Python
+# 3.11.16), named by tag for people and by digest for the builder: the multi-arch index
+# digest published for that tag by the Docker Official Images. Refresh both together
+# (docs/deploy.md, "Updating the base image"). A builder that cannot reach Docker Hub
+# passes a substitute built by scripts/offline-base.sh (Debian's Python 3.11.2).
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 
-# --- build: install the lock, train the model ------------------------------------------------
-FROM python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b AS build
+# --- build: install the locks, train the model ---------------------------------------------
+FROM ${PYTHON_IMAGE} AS build
 
 # `make` runs the same targets here as on a developer's machine; it never
 # reaches the runtime stage. Pinned to bookworm's version; if apt no longer
@@ -27,23 +29,27 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /src
 
-# The lock alone first, so the slow install is cached until the lock changes.
-# `make venv` is `python -m venv` + a hashed, wheels-only install of requirements/train.lock.
+# The locks alone first, so the slow installs are cached until a lock changes. Two venvs:
+# `make venv` puts the train set (the serve set plus pandas and matplotlib) in .venv, which
+# trains and stays in this stage; `make venv-serve` puts the serve set alone in /opt/venv,
+# the only environment the runtime stage copies. Both are hashed, wheels-only installs
+# ending in `pip check`, and the locks pin every shared package identically, so the model
+# is loaded by the very scikit-learn, numpy and joblib that trained it.
 COPY Makefile ./
 COPY requirements/train.lock requirements/serve.lock requirements/
-RUN make venv VENV=/opt/venv
+RUN make venv \
+    && make venv-serve VENV=/opt/venv
 
-# Train with the exact command `make train` runs, in the environment that will
-# serve: the model and the scikit-learn that loads it come from one install.
-# A failed quality gate exits non-zero and so fails the build.
-# SOURCE_DATE_EPOCH, when given, pins the recorded training time.
+# Train with the exact command `make train` runs. A failed quality gate exits
+# non-zero and so fails the build. SOURCE_DATE_EPOCH, when given, pins the
+# recorded training time.
 ARG SOURCE_DATE_EPOCH
 COPY model/ model/
 COPY data/ data/
-RUN make train VENV=/opt/venv
+RUN make train
 
 # --- runtime: no compilers, no build tools, a fixed non-root user -------------------------------
-FROM python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
 
 # Fixed IDs: the Deployment's securityContext names the same numbers.
 RUN groupadd --system --gid 10001 iris \
@@ -67,8 +73,11 @@ COPY --from=build /opt/venv /opt/venv
 COPY --from=build /src/artifacts/model artifacts/model
 COPY --from=build /src/model model/
 COPY service/ service/
-# Compile now: at run time the root filesystem is read-only.
-RUN python -m compileall -q model service
+# Compile now: at run time the root filesystem is read-only. Then load the artifact with the
+# code and the serve set that will serve it, so a model this environment cannot load fails
+# the build instead of the rollout.
+RUN python -m compileall -q model service \
+    && python -c 'import pathlib, model.artifact; model.artifact.load(pathlib.Path("artifacts/model"))'
 
 EXPOSE 8000
 

@@ -88,6 +88,36 @@ serve: $(MODEL_DIR)/metadata.json
 	IRIS_MODEL_DIR=$(MODEL_DIR) $(PY) -m service
 endif
 
+# --- image (docs/deploy.md) ----------------------------------------------------------------
+
+IMAGE ?= iris-api:local
+# Empty: the Dockerfile's default, python:3.11-slim-bookworm pinned by digest. A builder that
+# cannot reach Docker Hub passes the substitute `make offline-base` builds:
+#   make image-test PYTHON_IMAGE=iris-offline-base:bookworm
+PYTHON_IMAGE ?=
+OFFLINE_BASE ?= iris-offline-base:bookworm
+# The build's RUN steps use the builder's own network: where the only way out is the host's
+# (a proxy, a mirror, no bridge), nothing else reaches PyPI; elsewhere it changes nothing.
+# DOCKER_NETWORK= (empty) leaves Docker's default.
+DOCKER_NETWORK ?= host
+GIT_REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+# The commit time, recorded as the training time: the same commit trains the same model.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
+
+.PHONY: offline-base image image-test
+offline-base: ## build iris-offline-base:bookworm, a substitute base for builders without Docker Hub (root; FORCE=1 rebuilds)
+	scripts/offline-base.sh $(if $(FORCE),--force) $(OFFLINE_BASE)
+
+image: ## docker build iris-api:local (IMAGE=, PYTHON_IMAGE=<base>, DOCKER_NETWORK=host)
+	docker build $(if $(DOCKER_NETWORK),--network $(DOCKER_NETWORK)) \
+		$(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) \
+		--build-arg GIT_REVISION=$(GIT_REVISION) \
+		$(if $(SOURCE_DATE_EPOCH),--build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH)) \
+		--tag $(IMAGE) .
+
+image-test: image ## build, run the image as the Deployment does and check it (scripts/smoke-container.sh)
+	scripts/smoke-container.sh $(IMAGE) $(GIT_REVISION)
+
 # --- deploy --------------------------------------------------------------------------------
 
 # The overlay renderer: KUSTOMIZE if given (e.g. KUSTOMIZE="kustomize build"), else what
