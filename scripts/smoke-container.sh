@@ -13,7 +13,8 @@
 #
 # Environment (defaults are deploy/base/deployment.yaml's limits):
 #   SMOKE_CPUS=0.5 SMOKE_MEMORY=512m   the container's limits
-#   SMOKE_COLD_START_TARGET=20         seconds from `docker run` to the first ready answer
+#   SMOKE_COLD_START_TARGET=40         seconds from `docker run` to the first ready answer: two
+#                                      thirds of the startup probe's 60 s, at the pod's CPU limit
 #   SMOKE_READY_TIMEOUT=90             seconds to wait before giving up altogether
 set -euo pipefail
 shopt -s inherit_errexit
@@ -22,7 +23,7 @@ image="${1:?usage: $0 IMAGE [GIT_REVISION]}"
 revision="${2:-}"
 cpus="${SMOKE_CPUS:-0.5}"
 memory="${SMOKE_MEMORY:-512m}"
-cold_start_target="${SMOKE_COLD_START_TARGET:-20}"
+cold_start_target="${SMOKE_COLD_START_TARGET:-40}"
 ready_timeout="${SMOKE_READY_TIMEOUT:-90}"
 
 fail() {

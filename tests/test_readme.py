@@ -20,7 +20,13 @@ GENERATED = ("artifacts/", "build/")
 # Settings that are not the service's: the training quality gate.
 OTHER_SETTINGS = {"IRIS_MIN_ACCURACY"}
 # Filesystem paths inside the container, not HTTP routes.
-NOT_ROUTES = {"/tmp", "/opt/venv"}
+NOT_ROUTES = {
+    "/tmp",
+    "/opt/venv",
+    "/usr/bin/python3.11",
+    "/usr/local/bin",
+    "/etc/ssl/certs/ca-certificates.crt",
+}
 
 # Every bash block must run here (marked <!-- runnable -->) or say why it cannot; a block
 # that is neither fails, so a new block forces the choice. Keyed by its first line.

@@ -1,10 +1,11 @@
 """The Dockerfile runs the same install, train and start commands as the local run.
 
-There is no Docker engine where the tests run, so these tests hold the
-Dockerfile to the commands the rest of the suite executes: the build stage's
-RUN lines must be the Make targets `make venv` and `make train`, the train step
-is executed for real in a copy of the build context, and the image's CMD is
-the `python -m service` that `make serve` runs. CI builds the real image.
+These tests need no Docker engine: they hold the Dockerfile to the commands the
+rest of the suite executes. The build stage's RUN lines must be the Make targets
+`make venv`, `make venv-serve` and `make train`, the train step is executed for
+real in a copy of the build context, and the image's CMD is the
+`python -m service` that `make serve` runs. tests/deploy/test_image.py builds
+and runs the real image where a Docker engine is reachable; CI always does.
 """
 
 from __future__ import annotations
@@ -59,7 +60,17 @@ def stage(instructions: list[Instruction], name: str) -> list[Instruction]:
 
 
 def runs(instructions: list[Instruction], name: str) -> list[list[str]]:
-    return [shlex.split(i.arguments) for i in stage(instructions, name) if i.keyword == "RUN"]
+    """Each command the stage's RUN lines run, in order; `a && b` is two commands."""
+    commands: list[list[str]] = []
+    for instruction in stage(instructions, name):
+        if instruction.keyword == "RUN":
+            commands.append([])
+            for word in shlex.split(instruction.arguments):
+                if word == "&&":
+                    commands.append([])
+                else:
+                    commands[-1].append(word)
+    return commands
 
 
 def env(instructions: list[Instruction], name: str) -> dict[str, str]:
@@ -84,28 +95,39 @@ def make_dry_run(repo_root: Path, *args: str) -> list[str]:
     return result.stdout.splitlines()
 
 
-def test_both_stages_start_from_one_base_named_by_tag_and_digest(
+def test_both_stages_start_from_one_base_argument_defaulting_to_the_pinned_official_image(
     instructions: list[Instruction],
 ) -> None:
     bases = [i.arguments.split()[0] for i in instructions if i.keyword == "FROM"]
     assert [i.stage for i in instructions if i.keyword == "FROM"] == ["build", "runtime"]
-    assert len(set(bases)) == 1, "build and runtime must share the interpreter the venv points at"
-    match = BASE_IMAGE.match(bases[0])
-    assert match, f"{bases[0]} is not python:3.11-slim-<debian>@sha256:<digest>"
+    # One argument for both, so build and runtime always share the interpreter the venv
+    # points at, whichever base a builder passes.
+    assert bases == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+    # Declared before the first FROM, where FROM lines can read it.
+    (declared,) = [
+        assignments(i.arguments)
+        for i in instructions
+        if i.stage == "" and i.keyword == "ARG" and i.arguments.startswith("PYTHON_IMAGE=")
+    ]
+    default = declared["PYTHON_IMAGE"]
+    match = BASE_IMAGE.match(default)
+    assert match, f"{default} is not python:3.11-slim-<debian>@sha256:<digest>"
     assert match["digest"] != "0" * 64
 
 
 def test_build_stage_installs_the_train_lock_through_make_venv(
     repo_root: Path, instructions: list[Instruction]
 ) -> None:
-    assert ["make", "venv", f"VENV={VENV}"] in runs(instructions, "build")
-    # What that target runs: a venv and a hashed, wheels-only install of the train lock.
-    commands = make_dry_run(repo_root, "venv", f"VENV={VENV}")
-    assert any(line.endswith(f"-m venv {VENV}") for line in commands), commands
+    # The developer's own `make venv`, into the build stage's .venv, which never leaves it.
+    assert ["make", "venv"] in runs(instructions, "build")
+    # What that target runs (-B: as if .venv did not exist yet): a venv and a hashed,
+    # wheels-only install of the train lock, then pip check.
+    commands = make_dry_run(repo_root, "-B", "venv")
+    assert any(line.endswith("-m venv .venv") for line in commands), commands
     installs = [shlex.split(line) for line in commands if " pip " in line and " install " in line]
     assert len(installs) == 1, commands
     install = installs[0]
-    assert install[0] == f"{VENV}/bin/python"
+    assert install[0] == ".venv/bin/python"
     assert install[install.index("install") :][1:] == [
         "--require-hashes",
         "--only-binary=:all:",
@@ -117,19 +139,33 @@ def test_build_stage_installs_the_train_lock_through_make_venv(
     ]
 
 
+def test_build_stage_puts_the_serve_lock_alone_in_the_venv_the_runtime_copies(
+    repo_root: Path, instructions: list[Instruction]
+) -> None:
+    assert ["make", "venv-serve", f"VENV={VENV}"] in runs(instructions, "build")
+    commands = make_dry_run(repo_root, "venv-serve", f"VENV={VENV}")
+    assert any(line.endswith(f"-m venv {VENV}") for line in commands), commands
+    installs = [shlex.split(line) for line in commands if " pip " in line and " install " in line]
+    # One install, of the serve lock and nothing else, hashed and wheels-only.
+    assert len(installs) == 1, commands
+    (install,) = installs
+    assert install[0] == f"{VENV}/bin/python"
+    assert install[install.index("-r") + 1] == "requirements/serve.lock"
+    assert install.count("-r") == 1
+    for option in ("--require-hashes", "--only-binary=:all:", "--no-deps"):
+        assert option in install
+    assert any(line.endswith(" check") for line in commands), commands
+
+
 def test_build_stage_trains_with_the_command_make_train_runs(
     repo_root: Path, instructions: list[Instruction]
 ) -> None:
     build_runs = runs(instructions, "build")
-    assert ["make", "train", f"VENV={VENV}"] in build_runs
-    # Training comes after the install, in the same venv.
-    assert build_runs.index(["make", "train", f"VENV={VENV}"]) > build_runs.index(
-        ["make", "venv", f"VENV={VENV}"]
-    )
-    local = make_dry_run(repo_root, "-o", ".venv/.runtime", "train")
-    image = make_dry_run(repo_root, "-o", f"{VENV}/.runtime", "train", f"VENV={VENV}")
-    assert [line.replace(f"{VENV}/", ".venv/") for line in image] == local
-    assert image == [f"{VENV}/bin/python -m model.train --data data/v2/data.csv --out artifacts"]
+    assert ["make", "train"] in build_runs
+    # Training comes after the install, in the train set's venv.
+    assert build_runs.index(["make", "train"]) > build_runs.index(["make", "venv"])
+    image = make_dry_run(repo_root, "-o", ".venv/.runtime", "train")
+    assert image == [".venv/bin/python -m model.train --data data/v2/data.csv --out artifacts"]
 
 
 def test_runtime_command_is_the_one_make_serve_runs(
@@ -154,9 +190,27 @@ def test_runtime_stage_installs_nothing(instructions: list[Instruction]) -> None
         for tool in ("apt-get", "apt ", "pip ", "make", "gcc", "curl", "wget"):
             assert tool not in text + " ", f"runtime stage runs {text!r}"
     copies = [i.arguments for i in stage(instructions, "runtime") if i.keyword == "COPY"]
-    # The venv and the model come from the build stage, built together.
+    # The serve set's venv and the model come from the build stage; the train set's venv
+    # (/src/.venv, with pandas and matplotlib) stays there.
     assert f"--from=build {VENV} {VENV}" in copies
     assert "--from=build /src/artifacts/model artifacts/model" in copies
+    assert not [copy for copy in copies if ".venv" in copy or copy.startswith("--from=build /src ")]
+
+
+def test_runtime_stage_loads_the_model_with_the_serve_set_once_everything_is_copied(
+    instructions: list[Instruction],
+) -> None:
+    """The runtime stage loads the artifact once, with the venv and code that will serve it."""
+    runtime_runs = runs(instructions, "runtime")
+    loads = [c for c in runtime_runs if c[:2] == ["python", "-c"] and "model.artifact.load" in c[2]]
+    assert len(loads) == 1, runtime_runs
+    copies = [i.line for i in stage(instructions, "runtime") if i.keyword == "COPY"]
+    run_lines = [
+        i.line
+        for i in stage(instructions, "runtime")
+        if i.keyword == "RUN" and "model.artifact.load" in i.arguments
+    ]
+    assert run_lines[0] > max(copies)
 
 
 def test_runtime_runs_as_the_fixed_non_root_user_the_deployment_names(
@@ -236,6 +290,7 @@ def test_build_context_leaves_out_local_state(repo_root: Path) -> None:
     for unwanted in (".venv/", ".git/", "artifacts/", "tests/", "build/", "__pycache__/"):
         assert not [p for p in context if p.startswith(unwanted) or f"/{unwanted}" in p]
     assert "requirements/train.lock" in context
+    assert "requirements/serve.lock" in context
     assert "requirements/dev.lock" not in context
 
 
@@ -259,7 +314,7 @@ def run_build_step(
     """
     (command,) = [c for c in runs(instructions, "build") if c[:2] == ["make", target]]
     venv = Path(sys.prefix)
-    args = [f"VENV={venv}" if word == f"VENV={VENV}" else word for word in command]
+    args = [word for word in command if not word.startswith("VENV=")] + [f"VENV={venv}"]
     return subprocess.run(
         [args[0], "--no-print-directory", "-o", f"{venv}/.runtime", *args[1:]],
         cwd=context,

@@ -11,6 +11,7 @@ holds. tests/deploy/test_image.py runs the script against the real image.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -84,7 +85,7 @@ def smoke(
     user: str = "10001:10001",
     probe: str = NON_ROOT + "\n" + VENV,
     revision: str = REVISION,
-    cold_start_target: int = 20,
+    cold_start_target: int = 40,
 ) -> Smoke:
     fakes = tmp_path / "bin"
     write_stand_in(fakes, "docker", FAKE_DOCKER)
@@ -115,7 +116,7 @@ def test_a_healthy_non_root_server_passes(server_port: int, tmp_path: Path) -> N
         assert f"POST /predict -> {species}" in run.stdout
     assert "bad input -> 4" in run.stdout
     assert "cold start " in run.stdout
-    assert "(target 20s)" in run.stdout
+    assert "(target 40s)" in run.stdout
     assert "image 240000000 bytes (240 MB), /opt/venv 180000000 bytes (180 MB)" in run.stdout
     assert "RSS master 134 MiB, workers 120 123 MiB" in run.stdout
     # The container gets what the pod gets, and is removed afterwards.
@@ -143,12 +144,19 @@ def test_the_container_gets_the_deployments_limits_and_no_other_writable_path(
     text = SCRIPT.read_text(encoding="utf-8")
     assert f'cpus="${{SMOKE_CPUS:-{Decimal(limits["cpu"].removesuffix("m")) / 1000}}}"' in text
     assert f'memory="${{SMOKE_MEMORY:-{limits["memory"].removesuffix("Mi")}m}}"' in text
+    # The cold-start target leaves part of the startup probe's budget to spare.
+    startup = container["startupProbe"]
+    budget = startup["periodSeconds"] * startup["failureThreshold"]
+    target = re.search(r'cold_start_target="\$\{SMOKE_COLD_START_TARGET:-(\d+)\}"', text)
+    assert target
+    assert 0 < int(target[1]) <= budget * 2 / 3
     # The pod writes only to its emptyDir volumes; the container gets a tmpfs on each.
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     empty_dirs = [v["name"] for v in pod["volumes"] if "emptyDir" in v]
     assert sorted(mounts[name] for name in empty_dirs) == ["/tmp"]
     assert text.count("--tmpfs ") == 1
-    assert "--tmpfs /tmp:rw" in text
+    (tmp,) = [v for v in pod["volumes"] if v["name"] in empty_dirs]
+    assert f"--tmpfs /tmp:rw,size={tmp['emptyDir']['sizeLimit'].removesuffix('Mi')}m" in text
 
 
 def test_a_worker_running_as_root_fails(server_port: int, tmp_path: Path) -> None:
