@@ -175,11 +175,9 @@ def test_runtime_command_is_the_one_make_serve_runs(
     (cmd,) = [i for i in runtime if i.keyword == "CMD"]
     assert not [i for i in runtime if i.keyword == "ENTRYPOINT"]
     assert cmd.exec_form() == ["python", "-m", "service"]
-    # `make serve` starts the same module with the local venv's python.
-    (serve,) = [
-        line for line in make_dry_run(repo_root, "-o", "artifacts/model/metadata.json", "serve")
-    ]
-    assert serve.split()[-3:] == [".venv/bin/python", "-m", "service"]
+    # `make serve` ends by starting the same module with the local venv's python.
+    serve = make_dry_run(repo_root, "-o", "artifacts/model/metadata.json", "serve")
+    assert serve[-1].split()[-3:] == [".venv/bin/python", "-m", "service"]
     # `python` in the image is the venv's: its bin directory leads PATH.
     assert env(instructions, "runtime")["PATH"].startswith(f"{VENV}/bin:")
 

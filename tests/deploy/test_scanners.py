@@ -86,8 +86,9 @@ def test_checkov_checked_the_runtime_user_and_healthcheck_of_the_dockerfile(
 ) -> None:
     passed_checks = checkov_reports["dockerfile"]["results"]["passed_checks"]
     passed = {check["check_id"] for check in passed_checks}
-    # Non-root last USER, a created user, a HEALTHCHECK, a pinned base tag.
-    assert {"CKV_DOCKER_8", "CKV_DOCKER_3", "CKV_DOCKER_2", "CKV_DOCKER_7"} <= passed
+    # Non-root last USER, a created user, a HEALTHCHECK. The pinned base (CKV_DOCKER_7) is
+    # a build argument checkov cannot read; test_dockerfile.py checks its default instead.
+    assert {"CKV_DOCKER_8", "CKV_DOCKER_3", "CKV_DOCKER_2"} <= passed
 
 
 def comment_above(lines: list[str], index: int) -> str:
