@@ -32,7 +32,6 @@ NOT_ROUTES = {
 # that is neither fails, so a new block forces the choice. Keyed by its first line.
 NOT_RUN_HERE = {
     "make serve": "the quickstart itself: make test is what CI runs, make serve never ends",
-    "docker build": "needs a Docker engine; ci.yml builds and smoke-tests the image",
     "make kind-up": "needs Docker, kind and cloud-provider-kind; e2e.yml runs these targets",
     "make image-test": "needs a Docker engine; tests/deploy/test_image.py runs the target",
     "sudo make offline-base": "needs root, debootstrap, Docker and minutes of downloads",
