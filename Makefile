@@ -103,6 +103,9 @@ DOCKER_NETWORK ?= host
 GIT_REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 # The commit time, recorded as the training time: the same commit trains the same model.
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
+# Read once, so the build and its test name the same commit even if HEAD moves meanwhile.
+GIT_REVISION := $(GIT_REVISION)
+SOURCE_DATE_EPOCH := $(SOURCE_DATE_EPOCH)
 
 .PHONY: offline-base image image-test
 offline-base: ## build iris-offline-base:bookworm, a substitute base for builders without Docker Hub (root; FORCE=1 rebuilds)
