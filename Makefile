@@ -139,6 +139,11 @@ manifests: ## render each overlay to build/manifests/<env>.yaml, to read and dif
 	mkdir -p build/manifests; \
 	for env in $(OVERLAYS); do mv "$$tmp/$$env.yaml" build/manifests/$$env.yaml; echo "build/manifests/$$env.yaml"; done
 
+# The plain Prometheus copy of the SLO rules, for promtool (tests/monitoring checks it is current).
+.PHONY: rules
+rules: $(VENV)/.dev ## rewrite monitoring/prometheus-rules.yaml from deploy/base/rules.yaml
+	$(PY) scripts/sync_rules.py
+
 # scripts/gitops.sh runs the tool in .venv-gitops, built from requirements/gitops.lock
 # (ruamel.yaml only, seconds) on first use: status needs neither .venv nor the dev tools.
 .PHONY: status

@@ -82,17 +82,23 @@ def strict(node: Any) -> Any:
     return out
 
 
-def load_schema(directory: Path, kind: str) -> dict[str, Any]:
-    """The strict schema of one Argo CD kind, with ObjectMeta and apiVersion/kind pinned."""
-    crd = yaml.safe_load((directory / CRD_FILES[kind]).read_text())
+def crd_schema(crd_path: Path, kind: str, api_version: str) -> dict[str, Any]:
+    """The strict schema of `kind` at `api_version` from a CRD file, ObjectMeta and
+    apiVersion/kind pinned."""
+    crd = yaml.safe_load(crd_path.read_text())
     assert crd["spec"]["names"]["kind"] == kind
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == api_version.split("/")[-1]]
     schema = strict(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
     schema["properties"]["metadata"] = OBJECT_META
-    schema["properties"]["apiVersion"] = {"const": API_VERSION}
+    schema["properties"]["apiVersion"] = {"const": api_version}
     schema["properties"]["kind"] = {"const": kind}
     schema["required"] = sorted({*schema.get("required", []), "apiVersion", "kind"})
     return dict(schema)
+
+
+def load_schema(directory: Path, kind: str) -> dict[str, Any]:
+    """The strict schema of one Argo CD kind."""
+    return crd_schema(directory / CRD_FILES[kind], kind, API_VERSION)
 
 
 @dataclass(frozen=True)

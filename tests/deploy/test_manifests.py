@@ -26,6 +26,8 @@ EXPECTED_KINDS = {
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
     "NetworkPolicy",
+    "PodMonitoring",
+    "Rules",
 }
 RECOMMENDED_LABELS = {
     "app.kubernetes.io/name": "iris-api",
@@ -84,6 +86,7 @@ def selectors(render: Render) -> dict[str, Any]:
         "Service": render.one("Service")["spec"]["selector"],
         "PodDisruptionBudget": render.one("PodDisruptionBudget")["spec"]["selector"],
         "NetworkPolicy": render.one("NetworkPolicy")["spec"]["podSelector"],
+        "PodMonitoring": render.one("PodMonitoring")["spec"]["selector"],
         "topologySpreadConstraints": [
             constraint["labelSelector"]
             for constraint in deployment["template"]["spec"]["topologySpreadConstraints"]
@@ -107,6 +110,7 @@ def test_selectors_name_only_the_stable_label_and_match_the_pods(rendered: Rende
         found["Service"],
         found["PodDisruptionBudget"]["matchLabels"],
         found["NetworkPolicy"]["matchLabels"],
+        found["PodMonitoring"]["matchLabels"],
         *(selector["matchLabels"] for selector in found["topologySpreadConstraints"]),
     ]
     for selector in flat:

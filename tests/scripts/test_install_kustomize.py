@@ -1,4 +1,5 @@
-"""scripts/install-kustomize.sh refuses a download whose checksum is not the pinned one.
+"""scripts/install-kustomize.sh and install-promtool.sh refuse a download whose checksum is
+not the pinned one.
 
 No network here, so `curl` is a stand-in that records the URL and writes bytes that are not
 the release. This checks our script's logic (verify before unpacking, install nothing on a
@@ -16,7 +17,19 @@ import pytest
 
 from tests.scripts.support import REPO_ROOT
 
-SCRIPT = REPO_ROOT / "scripts" / "install-kustomize.sh"
+# script -> the platforms it pins a checksum for, and the start of its download URL.
+INSTALLERS = {
+    "install-kustomize.sh": (
+        {("Linux", "x86_64"), ("Linux", "aarch64"), ("Darwin", "x86_64"), ("Darwin", "arm64")},
+        "https://github.com/kubernetes-sigs/kustomize/releases/download/kustomize/v5.8.1/"
+        "kustomize_v5.8.1_",
+    ),
+    "install-promtool.sh": (
+        {("Linux", "x86_64")},
+        "https://github.com/prometheus/prometheus/releases/download/v2.53.4/"
+        "prometheus-2.53.4.linux-amd64",
+    ),
+}
 
 FAKE_CURL = """#!/usr/bin/env bash
 printf '%s\\n' "$*" >>"$FAKE_LOG"
@@ -27,14 +40,11 @@ done
 """
 
 
-def test_a_download_with_the_wrong_checksum_installs_nothing(tmp_path: Path) -> None:
-    if (platform.system(), platform.machine()) not in {
-        ("Linux", "x86_64"),
-        ("Linux", "aarch64"),
-        ("Darwin", "x86_64"),
-        ("Darwin", "arm64"),
-    }:
-        pytest.skip(f"no pinned checksum for {platform.system()}/{platform.machine()}")
+@pytest.mark.parametrize("script", sorted(INSTALLERS))
+def test_a_download_with_the_wrong_checksum_installs_nothing(tmp_path: Path, script: str) -> None:
+    platforms, url_prefix = INSTALLERS[script]
+    if (platform.system(), platform.machine()) not in platforms:
+        pytest.skip(f"{script} pins no checksum for {platform.system()}/{platform.machine()}")
     fakes = tmp_path / "bin"
     fakes.mkdir()
     (fakes / "curl").write_text(FAKE_CURL, encoding="utf-8")
@@ -42,7 +52,7 @@ def test_a_download_with_the_wrong_checksum_installs_nothing(tmp_path: Path) -> 
     log = tmp_path / "curl.log"
     dest = tmp_path / "install"
     result = subprocess.run(
-        ["bash", str(SCRIPT), str(dest)],
+        ["bash", str(REPO_ROOT / "scripts" / script), str(dest)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -57,8 +67,5 @@ def test_a_download_with_the_wrong_checksum_installs_nothing(tmp_path: Path) -> 
     assert "checksum mismatch" in result.stderr
     assert not dest.exists()
     url = log.read_text(encoding="utf-8").split()[-1]
-    assert url.startswith(
-        "https://github.com/kubernetes-sigs/kustomize/releases/download/kustomize/v5.8.1/"
-        "kustomize_v5.8.1_"
-    )
+    assert url.startswith(url_prefix)
     assert url.endswith(".tar.gz")

@@ -318,6 +318,19 @@ def test_ci_runs_the_argocd_schema_tests_instead_of_skipping_them() -> None:
     assert '>> "$GITHUB_ENV"' in runs[fetch]
 
 
+def test_ci_installs_the_pinned_promtool_before_the_tests_so_rule_tests_run() -> None:
+    steps = workflow("ci").jobs["test"]["steps"]
+    runs = [step.get("run", "") for step in steps]
+    (install,) = [i for i, run in enumerate(runs) if "scripts/install-promtool.sh" in run]
+    (test,) = [i for i, run in enumerate(runs) if run.strip() == "make test"]
+    assert install < test
+    assert '>> "$GITHUB_PATH"' in runs[install]
+    text = (REPO_ROOT / "scripts" / "install-promtool.sh").read_text(encoding="utf-8")
+    assert 'readonly PROMETHEUS_VERSION="2.53.4"' in text
+    # sha256 of prometheus-2.53.4.linux-amd64.tar.gz as published with the release.
+    assert "sha256=b8b497c4610d1b93208252b60c8f20f6b2e78596ae8df43397a2e805aa53d475" in text
+
+
 def test_promote_runs_the_gitops_tool_and_opens_a_pull_request() -> None:
     text = "\n".join(workflow("promote").runs())
     assert '-m gitops promote "$FROM_ENV" "$TO_ENV"' in text
