@@ -80,6 +80,14 @@ k apply -f - >/dev/null <<<'{"apiVersion": "v1", "kind": "Namespace", "metadata"
 k apply --namespace argocd --server-side --force-conflicts -f "${DOWNLOAD_DIR}/argocd-install.yaml" >/dev/null
 k wait --for=condition=Established crd/applications.argoproj.io crd/appprojects.argoproj.io --timeout=120s
 
+# GKE installs these with managed collection; on kind they only let Argo CD sync the
+# overlays' PodMonitoring and Rules (nothing scrapes or evaluates them here).
+log "Managed Service for Prometheus CRDs (third_party/prometheus-engine)"
+k apply --server-side \
+  -f "${REPO_ROOT}/third_party/prometheus-engine/monitoring.googleapis.com_podmonitorings.yaml" \
+  -f "${REPO_ROOT}/third_party/prometheus-engine/monitoring.googleapis.com_rules.yaml" >/dev/null
+k wait --for=condition=Established crd/podmonitorings.monitoring.googleapis.com crd/rules.monitoring.googleapis.com --timeout=120s
+
 log "git daemon (the repository Argo CD deploys from)"
 k apply -f "${KIND_DIR}/git-server.yaml" >/dev/null
 
