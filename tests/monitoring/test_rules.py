@@ -16,8 +16,7 @@ import pytest
 import yaml
 
 from service import metrics
-from service.app import create_app
-from service.settings import Settings
+from service.routes import ROUTES
 from tests.monitoring.support import (
     REPO_ROOT,
     RULE_FILE,
@@ -167,13 +166,12 @@ def test_exported_names_follow_the_metric_definitions() -> None:
     } <= exported_names()
 
 
-def test_route_matcher_selects_exactly_the_prediction_routes(trained_artifact_dir: Path) -> None:
-    app = create_app(Settings(model_dir=trained_artifact_dir))
-    post_routes = {route.path for route in app.routes if "POST" in getattr(route, "methods", set())}
-    other_routes = {
-        route.path for route in app.routes if "POST" not in getattr(route, "methods", set())
-    }
-    assert post_routes, "the app declares no POST route"
+def test_route_matcher_selects_exactly_the_prediction_routes() -> None:
+    # The route label is the route's path template (service.routes.ROUTES); every POST
+    # route predicts, nothing else does.
+    post_routes = {route.path for route in ROUTES if route.method == "POST"}
+    other_routes = {route.path for route in ROUTES if route.method != "POST"}
+    assert post_routes, "the service declares no POST route"
     patterns = {m for rule in rules() for m in ROUTE_MATCHER.findall(rule["expr"])}
     (pattern,) = patterns  # one definition of "prediction route" everywhere
     matcher = re.compile(f"^(?:{pattern})$")  # PromQL anchors its regular expressions
