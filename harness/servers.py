@@ -147,10 +147,16 @@ class Server:
 
 @dataclass
 class ServiceServer(Server):
-    """`python -m service`, with the directory its workers write their metrics to."""
+    """`python -m service`, with its metrics port and the directory its workers write
+    their metrics to."""
 
     metrics_dir: Path = Path()
+    metrics_port: int = 0
     expected_workers: int = 2
+
+    def metrics(self, timeout: float = 5.0) -> tuple[int, bytes]:
+        """GET /metrics on the metrics port: status and body."""
+        return request(self.metrics_port, "GET", "/metrics", timeout=timeout)
 
     def wait_ready(self, timeout: float = 60.0) -> float:
         """Wait until every worker has booted and /readyz answers 200; seconds since start."""
@@ -188,6 +194,7 @@ def service_server(
         "IRIS_MODEL_DIR": str(model_dir),
         "IRIS_HOST": "127.0.0.1",
         "IRIS_PORT": str(port),
+        "IRIS_METRICS_PORT": str(free_port()),
         "IRIS_METRICS_DIR": str(metrics),
         "IRIS_LOG_FORMAT": "json",
         **(env or {}),
@@ -200,6 +207,7 @@ def service_server(
         cwd=cwd or REPO_ROOT,
         log_path=workdir / f"{name}-{port}.log",
         metrics_dir=Path(environment["IRIS_METRICS_DIR"]),
+        metrics_port=int(environment["IRIS_METRICS_PORT"]),
         expected_workers=int(environment.get("IRIS_WORKERS", "2")),
     )
 

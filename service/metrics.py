@@ -1,15 +1,26 @@
-"""Prometheus metrics, named iris_<thing>_<unit>.
+"""Prometheus metrics, named iris_<thing>_<unit>, and the port that serves them.
 
 Under gunicorn every worker is its own process, so the client library's multiprocess
 mode is used: service.server points PROMETHEUS_MULTIPROC_DIR at a directory before any
 worker imports this module, each worker writes its samples there, and /metrics adds
 them up across workers. Without that variable (tests, a bare uvicorn) the metrics live
 in this process's default registry.
+
+/metrics is not a route of the API: `serve` answers it on its own port
+(IRIS_METRICS_PORT) from a thread of the gunicorn master, so a load balancer in front of
+the API port never exposes it, and a scrape costs the workers nothing.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from threading import Thread
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -75,3 +86,72 @@ def render() -> tuple[bytes, str]:
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+# --- the metrics port ---------------------------------------------------------------------
+
+METRICS_PATH = "/metrics"
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+
+
+class MetricsPortError(Exception):
+    """The metrics port cannot be bound; the message says which and what to do."""
+
+
+def _metrics_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    if environ.get("PATH_INFO") != METRICS_PATH or environ.get("REQUEST_METHOD") not in (
+        "GET",
+        "HEAD",
+    ):
+        body = b'{"detail":"Not Found: this port serves GET /metrics only"}'
+        start_response("404 Not Found", [("Content-Type", "application/json")])
+        return [body]
+    body, content_type = render()
+    start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes every few seconds are not worth a log line each."""
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _IPv6Server(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
+_server: WSGIServer | None = None
+
+
+def serve(host: str, port: int) -> WSGIServer:
+    """Answer GET /metrics on `host`:`port` from a daemon thread of this process.
+
+    Raises MetricsPortError when the port is taken or the address cannot be bound.
+    """
+    global _server  # one metrics port per process
+    server_class = _IPv6Server if ":" in host else _ThreadingServer
+    try:
+        server = make_server(host, port, _metrics_app, server_class, _QuietHandler)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise MetricsPortError(
+                f"metrics port {port} is in use; set IRIS_METRICS_PORT to a free port"
+            ) from None
+        raise MetricsPortError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
+    Thread(target=server.serve_forever, name="iris-metrics", daemon=True).start()
+    _server = server
+    return server
+
+
+def close_inherited() -> None:
+    """In a forked worker: close the metrics socket inherited from the master, which keeps
+    serving it (the worker has no thread behind the copy)."""
+    global _server  # the copy belongs to the master
+    if _server is not None:
+        _server.socket.close()
+        _server = None

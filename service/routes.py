@@ -25,7 +25,6 @@ from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from service import metrics
 from service.codecs import BINARY_HEADER
 from service.dataplane import DataPlane
 from service.docs import live_examples
@@ -135,11 +134,6 @@ def _readyz(plane: DataPlane, call: Call) -> Reply:
     return Reply(b'{"status":"ok"}')
 
 
-def _metrics(plane: DataPlane, call: Call) -> Reply:
-    body, content_type = metrics.render()
-    return Reply(body, media_type=content_type)
-
-
 def _version(plane: DataPlane, call: Call) -> Reply:
     return _json(plane.version_info())
 
@@ -231,15 +225,6 @@ ROUTES: tuple[Route, ...] = (
         _HEALTH,
         Health,
         {503: {"model": Health, "description": "Loading or draining."}},
-    ),
-    Route(
-        "GET",
-        "/metrics",
-        _metrics,
-        "Prometheus metrics of all workers",
-        _HEALTH,
-        responses={200: {"content": {"text/plain": {"example": "iris_http_requests_total 1.0"}}}},
-        media_type="text/plain",
     ),
     Route("GET", "/version", _version, "What is running", _HEALTH, VersionInfo),
     Route(

@@ -155,6 +155,9 @@ def _post_fork(settings: Settings, port: PortClaim) -> Any:
 
     def post_fork(server: Any, worker: Any) -> None:
         port.release()  # the master's lock, not the worker's
+        from service import metrics
+
+        metrics.close_inherited()  # the master's metrics socket, not the worker's
         GuardedHttpToolsProtocol.header_timeout = settings.body_timeout
         worker.config.http = GuardedHttpToolsProtocol
 
@@ -232,9 +235,14 @@ def _application(settings: Settings) -> Any:
             # gunicorn calls this in the master before it forks (preload_app): claim the
             # address first (a second server must not load a model to learn the port is
             # taken), then load the model.
+            from service import metrics
+
             try:
                 port.take(settings.host, settings.port)
-            except PortUnavailableError as exc:
+                # /metrics on its own port, from a thread of this process: the master
+                # outlives every worker and reads all their files (service.metrics).
+                metrics.serve(settings.host, settings.metrics_port)
+            except (PortUnavailableError, metrics.MetricsPortError) as exc:
                 logging.getLogger("iris").error("cannot serve: %s", exc)
                 raise _PortError from None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +32,10 @@ class Settings(BaseSettings):
 
     port: int = Field(default=8000, ge=1, le=65535)
     """TCP port gunicorn binds."""
+
+    metrics_port: int = Field(default=9090, ge=1, le=65535)
+    """TCP port of GET /metrics (Prometheus), apart from the API so that what exposes
+    IRIS_PORT never exposes the metrics; must differ from IRIS_PORT."""
 
     workers: int = Field(default=2, ge=1, le=64)
     """Number of gunicorn worker processes; one per CPU core is the usual choice."""
@@ -75,3 +79,12 @@ class Settings(BaseSettings):
     metrics_dir: Path | None = None
     """Directory for Prometheus multiprocess files shared by the workers; unset means a fresh
     temporary directory per server start."""
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> Settings:
+        if self.metrics_port == self.port:
+            raise ValueError(
+                f"IRIS_METRICS_PORT and IRIS_PORT are both {self.port}: /metrics needs a port "
+                "of its own"
+            )
+        return self

@@ -26,6 +26,8 @@ NOT_ROUTES = {
     "/usr/bin/python3.11",
     "/usr/local/bin",
     "/etc/ssl/certs/ca-certificates.crt",
+    # Served on IRIS_METRICS_PORT by service.metrics, not by the app.
+    "/metrics",
 }
 
 # Every bash block must run here (marked <!-- runnable -->) or say why it cannot; a block
@@ -157,7 +159,9 @@ def test_runnable_blocks_succeed_against_a_real_server(
     server = start_service(trained_artifact_dir, tmp_path, workers=1)
     try:
         for body in blocks:
-            script = body.replace("localhost:8000", f"127.0.0.1:{server.port}")
+            script = body.replace("localhost:8000", f"127.0.0.1:{server.port}").replace(
+                "localhost:9090", f"127.0.0.1:{server.metrics_port}"
+            )
             result = subprocess.run(
                 ["bash", "-euo", "pipefail", "-c", script],
                 capture_output=True,

@@ -246,6 +246,7 @@ def test_image_environment_matches_the_deployment(
     exposed = [i.arguments for i in stage(instructions, "runtime") if i.keyword == "EXPOSE"]
     assert exposed == [image["IRIS_PORT"]]
     assert int(image["IRIS_PORT"]) == container["ports"][0]["containerPort"]
+    assert container["ports"][0]["name"] == "http"
 
 
 def test_git_revision_build_arg_reaches_the_service_and_the_labels(
@@ -420,7 +421,10 @@ def test_image_command_serves_the_trained_model_with_the_pod_environment(
     process_env = clean_env(**{name: local(value) for name, value in pod_env.items()})
     process_env["PATH"] = pod_env["PATH"].replace(f"{VENV}/bin", f"{sys.prefix}/bin")
     process_env["PATH"] = process_env["PATH"].replace("$PATH", os.environ["PATH"])
-    process_env.update(IRIS_HOST="127.0.0.1", IRIS_PORT=str(port))
+    metrics_port = free_port()
+    process_env.update(
+        IRIS_HOST="127.0.0.1", IRIS_PORT=str(port), IRIS_METRICS_PORT=str(metrics_port)
+    )
     (cmd,) = [i.exec_form() for i in runtime if i.keyword == "CMD"]
     log = tmp_path / "server.log"
     base = f"http://127.0.0.1:{port}"
@@ -447,7 +451,8 @@ def test_image_command_serves_the_trained_model_with_the_pod_environment(
             assert status == 200
             assert json.loads(body)["git_revision"] == revision
             annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-            assert get(base + annotations["prometheus.io/path"])[0] == 200
+            scrape = f"http://127.0.0.1:{metrics_port}{annotations['prometheus.io/path']}"
+            assert get(scrape)[0] == 200
 
             # The image's HEALTHCHECK command, run for real against the server.
             (healthcheck,) = [i.arguments for i in runtime if i.keyword == "HEALTHCHECK"]

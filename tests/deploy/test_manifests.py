@@ -279,14 +279,26 @@ def test_only_emptydir_volumes_are_writable(rendered: Render) -> None:
         assert "emptyDir" in volumes[mount["name"]], mount
 
 
-def test_network_policy_admits_only_the_serving_port(rendered: Render) -> None:
+def test_network_policy_admits_the_serving_port_and_the_metrics_port_from_the_cluster(
+    rendered: Render,
+) -> None:
     policy = rendered.one("NetworkPolicy")["spec"]
     assert "Ingress" in policy["policyTypes"]
-    (rule,) = policy["ingress"]
-    assert "from" not in rule  # clients come from anywhere, but only to this port
-    (port,) = rule["ports"]
-    container_ports = {p["name"]: p["containerPort"] for p in container(rendered)["ports"]}
-    assert port["port"] in container_ports or port["port"] in container_ports.values()
+    serving, scrape = policy["ingress"]
+    assert "from" not in serving  # clients come from anywhere, but only to this port
+    assert serving["ports"] == [{"port": "http", "protocol": "TCP"}]
+    # The scrape: only pods of the cluster (any namespace), only to the metrics port.
+    assert scrape["from"] == [{"namespaceSelector": {}}]
+    assert scrape["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    container_ports = {p["name"] for p in container(rendered)["ports"]}
+    assert container_ports == {"http", "metrics"}
+
+
+def test_the_service_never_exposes_the_metrics_port(rendered: Render) -> None:
+    (port,) = rendered.one("Service")["spec"]["ports"]
+    assert port["targetPort"] == "http"
+    metrics = {p["name"]: p["containerPort"] for p in container(rendered)["ports"]}["metrics"]
+    assert port["port"] != metrics
 
 
 def test_network_policy_denies_every_outgoing_connection(rendered: Render) -> None:
@@ -342,8 +354,9 @@ def test_resources_are_guaranteed_and_autopilot_compatible(rendered: Render) -> 
     assert quantity(requests["ephemeral-storage"]) >= sum(size_limits)
 
 
-def test_prometheus_annotations_point_at_the_serving_port(rendered: Render) -> None:
+def test_prometheus_annotations_point_at_the_metrics_port(rendered: Render) -> None:
     annotations = rendered.one("Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
-    container_ports = {p["containerPort"] for p in container(rendered)["ports"]}
-    assert int(annotations["prometheus.io/port"]) in container_ports
+    container_ports = {p["name"]: p["containerPort"] for p in container(rendered)["ports"]}
+    assert int(annotations["prometheus.io/port"]) == container_ports["metrics"]
+    assert annotations["prometheus.io/path"] == "/metrics"

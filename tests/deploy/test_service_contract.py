@@ -16,6 +16,7 @@ import pytest
 from starlette.routing import BaseRoute
 
 from service.app import create_app
+from service.metrics import METRICS_PATH
 from service.server import gunicorn_options
 from service.settings import Settings
 from tests.deploy.support import Render, assignments, parse_dockerfile
@@ -63,13 +64,20 @@ def test_probe_paths_are_get_routes_of_the_app(rendered: Render, app_get_paths: 
     assert spec["livenessProbe"]["httpGet"]["path"] == "/livez"
 
 
-def test_scrape_path_is_the_metrics_route(rendered: Render, app_get_paths: set[str]) -> None:
+def test_scrape_is_the_metrics_port_and_path_the_service_serves_apart_from_the_api(
+    rendered: Render, app_get_paths: set[str]
+) -> None:
     annotations = rendered.one("Deployment")["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/path"] in app_get_paths
+    ports = {p["name"]: p["containerPort"] for p in container(rendered)["ports"]}
+    assert annotations["prometheus.io/path"] == METRICS_PATH
+    assert METRICS_PATH not in app_get_paths  # not on the API port the Service exposes
+    assert int(annotations["prometheus.io/port"]) == ports["metrics"]
+    assert int(deployment_env(rendered)[f"{PREFIX}METRICS_PORT"]) == ports["metrics"]
+    assert Settings.model_fields["metrics_port"].default == ports["metrics"]
 
 
 def test_container_port_is_the_port_the_service_binds(rendered: Render, repo_root: Path) -> None:
-    (port,) = container(rendered)["ports"]
+    (port,) = [p for p in container(rendered)["ports"] if p["name"] == "http"]
     default = Settings.model_fields["port"].default
     assert port["containerPort"] == default
     assert int(deployment_env(rendered)[f"{PREFIX}PORT"]) == default
@@ -129,7 +137,7 @@ def test_settings_accept_the_pod_environment(
 def test_gunicorn_binds_the_container_port_on_every_interface(
     rendered: Render, pod_env: dict[str, str], pod_settings: Settings
 ) -> None:
-    (port,) = container(rendered)["ports"]
+    (port,) = [p for p in container(rendered)["ports"] if p["name"] == "http"]
     options = gunicorn_options(pod_settings)
     assert options["bind"] == [f"{pod_env[PREFIX + 'HOST']}:{port['containerPort']}"]
     assert ipaddress.ip_address(pod_settings.host).is_unspecified

@@ -114,7 +114,7 @@ def test_service_serves_from_a_read_only_tree_with_only_the_declared_mounts_writ
         server.wait_ready()
         status, body = request(server.port, "POST", PREDICT.path, PREDICT.body)
         assert status == 200, body
-        status, body = request(server.port, "GET", "/metrics")
+        status, body = server.metrics()
         assert status == 200
         assert b"iris_" in body
         # The server's view of the filesystem really is read-only.

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from model.artifact import CLASS_NAMES, ArtifactError, load
+from service import metrics
 from service.app import create_app
 from service.settings import Settings
 from tests.service.support import make_client
@@ -203,16 +204,17 @@ def test_metrics_count_requests_predictions_and_model_info(client: TestClient) -
             float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
         )
 
-    before = client.get("/metrics").text
+    # In process the metrics live in this process's registry; a server answers them on
+    # IRIS_METRICS_PORT (test_server.py).
+    before = metrics.render()[0].decode()
     for _ in range(3):
         client.post("/predict", json=VIRGINICA)
     client.post("/predict", json={"sepal_length": -1})
     client.post("/predict", content=b"5.1", headers={"Content-Type": "text/plain"})
     client.get("/no/such/path")
-    after = client.get("/metrics")
+    text, content_type = metrics.render()[0].decode(), metrics.render()[1]
 
-    assert after.headers["content-type"].startswith("text/plain")
-    text = after.text
+    assert content_type.startswith("text/plain")
     ok = 'iris_http_requests_total{method="POST",route="/predict",status="200"}'
     bad = 'iris_http_requests_total{method="POST",route="/predict",status="422"}'
     assert sample(text, ok) - sample(before, ok) == 3
@@ -303,7 +305,6 @@ def test_openapi_documents_every_endpoint_with_examples(client: TestClient) -> N
         ("/predict/batch", "post"),
         ("/livez", "get"),
         ("/readyz", "get"),
-        ("/metrics", "get"),
         ("/version", "get"),
         ("/v2", "get"),
         ("/v2/health/live", "get"),
@@ -361,3 +362,8 @@ def test_importing_the_app_module_needs_no_model(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "IrisApp"
+
+
+def test_the_api_port_serves_no_metrics(client: TestClient) -> None:
+    # /metrics lives on IRIS_METRICS_PORT, which the Service never exposes.
+    assert client.get("/metrics").status_code == 404

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.servers import ServiceServer, start_service
+from harness.http import request
+from harness.servers import ServiceServer, service_server, start_service
 from model.artifact import CLASS_NAMES, load
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("service-server")]
@@ -132,12 +133,12 @@ def _metric(text: str, name: str, **labels: str) -> float:
 
 
 def test_metrics_add_up_across_both_workers(server: ServiceServer) -> None:
-    before = server.get("/metrics")[1].decode()
+    before = server.metrics()[1].decode()
     body = json.dumps(SETOSA).encode()
     sent = 60
     for _ in range(sent):  # a new connection each: the kernel spreads them over the workers
         assert server.post("/predict", body)[0] == 200
-    status, raw = server.get("/metrics")
+    status, raw = server.metrics()
     after = raw.decode()
 
     assert status == 200
@@ -262,4 +263,36 @@ def test_bad_artifact_makes_the_server_exit_nonzero_with_its_message(
     assert reason["level"] == "error"
     assert "corrupted or truncated" in reason["message"]
     assert "make train" in reason["message"]
+    assert "Traceback" not in server.log_text()
+
+
+def test_metrics_are_served_on_their_own_port_and_only_there(server: ServiceServer) -> None:
+    status, body = server.metrics()
+    api_status, _ = server.get("/metrics")
+    other, _ = request(server.metrics_port, "GET", "/predict")
+
+    assert status == 200
+    assert b"iris_http_requests_total" in body
+    assert api_status == 404
+    assert other == 404
+
+
+def test_a_busy_metrics_port_stops_the_start_with_one_line(
+    tmp_path: Path, trained_artifact_dir: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        server = service_server(trained_artifact_dir, tmp_path, {"IRIS_METRICS_PORT": str(busy)})
+        server.start()
+        code = server.process.wait(timeout=60)
+
+    lines = server.log_lines()
+    assert code == 2, "\n".join(lines)
+    errors = [json.loads(line) for line in lines if "cannot serve" in line]
+    assert [e["message"] for e in errors] == [
+        f"cannot serve: metrics port {busy} is in use; set IRIS_METRICS_PORT to a free port"
+    ]
+    assert not any("Booting worker" in line for line in lines)
     assert "Traceback" not in server.log_text()

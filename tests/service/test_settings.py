@@ -195,3 +195,9 @@ def test_auto_log_format_is_json_off_a_terminal() -> None:
     assert resolve_format("console") == "console"
     config = logging_config("info", "console")
     assert config["formatters"]["iris"]["()"] == "service.logs.ConsoleFormatter"
+
+
+def test_the_metrics_port_must_differ_from_the_api_port() -> None:
+    assert Settings().metrics_port == 9090
+    with pytest.raises(ValueError, match="IRIS_METRICS_PORT and IRIS_PORT are both 8000"):
+        Settings(port=8000, metrics_port=8000)
