@@ -354,6 +354,13 @@ def test_resources_are_guaranteed_and_autopilot_compatible(rendered: Render) -> 
     assert quantity(requests["ephemeral-storage"]) >= sum(size_limits)
 
 
+def test_the_pod_monitoring_scrapes_the_metrics_port_and_path(rendered: Render) -> None:
+    (endpoint,) = rendered.one("PodMonitoring")["spec"]["endpoints"]
+    assert endpoint["port"] == "metrics"
+    assert endpoint["path"] == "/metrics"
+    assert "metrics" in {p["name"] for p in container(rendered)["ports"]}
+
+
 def test_prometheus_annotations_point_at_the_metrics_port(rendered: Render) -> None:
     annotations = rendered.one("Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
