@@ -347,13 +347,16 @@ if ((STANDARD)); then
   section "GKE Standard cluster ${CLUSTER} (Dataplane V2, nodes as ${NODE_SA_EMAIL})"
   # Regional: one e2-standard-2 node per zone to start, room for the production pods.
   # Dataplane V2 enforces NetworkPolicy, as Autopilot always does; without it the overlays'
-  # policies would be accepted and silently ignored.
+  # policies would be accepted and silently ignored. Managed collection (Managed Service for
+  # Prometheus) runs the collectors and rule evaluator that the overlays' PodMonitoring and
+  # Rules need; Autopilot always has it, Standard gets it asked for explicitly.
   ensure "GKE cluster ${CLUSTER}" \
     "${CLUSTER_DESCRIBE[@]}" \
     -- \
     gcloud container clusters create "$CLUSTER" --location="$REGION" \
     --release-channel=regular --machine-type=e2-standard-2 --num-nodes=1 \
     --enable-autoscaling --min-nodes=1 --max-nodes=2 --enable-dataplane-v2 \
+    --enable-managed-prometheus \
     --service-account="$NODE_SA_EMAIL" --project="$PROJECT_ID"
 else
   section "GKE Autopilot cluster ${CLUSTER} (nodes as ${NODE_SA_EMAIL})"

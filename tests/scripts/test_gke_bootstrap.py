@@ -262,6 +262,8 @@ def test_standard_flag_creates_a_standard_cluster_with_dataplane_v2_and_the_node
     assert "create-auto" not in run.stdout
     create = next(a for a in planned_commands(run) if a[:3] == ["container", "clusters", "create"])
     assert "--enable-dataplane-v2" in create
+    # The PodMonitoring and Rules in the overlays do nothing without managed collection.
+    assert "--enable-managed-prometheus" in create
     assert flag(create, "service-account") == f"iris-nodes@{PROJECT}.iam.gserviceaccount.com"
 
 
