@@ -222,6 +222,8 @@ else
   git -C "$work/remote.git" fetch --quiet --depth=1 "$REPO_URL" main 2>"$work/fetch.log" ||
     die "could not fetch main of ${REPO_URL} ($(tail -n 1 "$work/fetch.log")); create the fork and push it first: git push origin main"
   mkdir "$work/remote"
+  git -C "$work/remote.git" cat-file -e FETCH_HEAD:argocd 2>/dev/null ||
+    die "main of ${REPO_URL} has no argocd/ directory; push your fork first: git push origin main"
   git -C "$work/remote.git" archive FETCH_HEAD argocd | tar -x -C "$work/remote"
   mismatch="$(url_mismatch "$work/remote")"
   [[ -z "$mismatch" ]] ||

@@ -35,6 +35,7 @@ from tests.scripts.support import (
     TEARDOWN,
     Run,
     World,
+    git,
     make_github_remote,
     make_world,
     require_upstream_install_manifest,
@@ -699,6 +700,20 @@ def test_a_fork_that_is_not_on_github_yet_is_refused_with_the_push_command(base:
     run = world.run(BOOTSTRAP, ARGS, GIT_CONFIG_KEY_0=f"url.{missing.as_uri()}.insteadOf")
     run.assert_refused("could not fetch main")
     assert "git push origin main" in run.stderr
+
+
+def test_a_fork_on_github_without_the_argocd_manifests_is_refused(base: Path) -> None:
+    work = base / "empty-fork" / "work"
+    work.mkdir(parents=True)
+    (work / "README.md").write_text("a fork that never got this project\n")
+    git("init", "--quiet", "--initial-branch=main", cwd=work)
+    git("add", ".", cwd=work)
+    git("commit", "--quiet", "-m", "empty", cwd=work)
+    bare = base / "empty-fork" / "remote.git"
+    git("clone", "--quiet", "--bare", work, bare, cwd=base)
+    run = make_world(base / "empty-world", remote=bare).run(BOOTSTRAP, ARGS)
+    run.assert_refused("has no argocd/ directory")
+    assert run.gcloud() == []
 
 
 def test_a_binding_refused_for_a_just_created_service_account_is_retried(base: Path) -> None:
