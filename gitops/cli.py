@@ -9,14 +9,18 @@ import re
 import shlex
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from gitops.diff import as_markdown, as_text, environment_diffs
+from gitops.environments import PROMOTION_ORDER, check_direction
 from gitops.errors import GitOpsError
+from gitops.files import atomic_write
 from gitops.history import Change, CodeCommits, code_commits
 from gitops.hold import lift_hold, place_hold, read_hold
 from gitops.imageref import ImageRef
-from gitops.kustomization import DEFAULT_IMAGE_NAME, ImageEntry, Kustomization
+from gitops.kustomization import DEFAULT_IMAGE_NAME, ImageEntry
 from gitops.operations import (
     DEFAULT_LOCK_TIMEOUT_S,
     EnvStatus,
@@ -26,12 +30,18 @@ from gitops.operations import (
     history,
     promote,
     promote_edit,
+    running_entry,
     set_image,
     status,
 )
-from gitops.render import KUSTOMIZE_ENV
+from gitops.prbody import promotion_body
+from gitops.promotion import DEFAULT_SOAK, Gate, Promotion
+from gitops.release import ReleaseRecord, model_from_metadata
+from gitops.render import KUSTOMIZE_ENV, kustomize_command
 from gitops.repo import Repo
 from gitops.repourl import set_repo
+from gitops.revisions import resolve
+from gitops.statuses import GitHubStatuses, RecordedStatuses, StatusSource
 from gitops.writeback import ACTIONS_BOT, Edit, Identity, WriteBack, Written, write_back
 
 # The only way to hand the tool a token: never a flag, which process listings show. main()
@@ -39,9 +49,10 @@ from gitops.writeback import ACTIONS_BOT, Edit, Identity, WriteBack, Written, wr
 TOKEN_ENV = "GITOPS_TOKEN"  # noqa: S105 (the name of a variable, not a token)
 
 _DESCRIPTION = """\
-Edit and inspect which image each environment deploys. The overlays in
-deploy/overlays/<env>/kustomization.yaml are the desired state Argo CD syncs; this tool is
-the only thing that should write their images: entries.
+Edit and inspect what each environment deploys. deploy/release holds the image (and its
+release record) that staging runs from main; production runs the commit its Argo CD
+Application pins (argocd/apps/production.yaml), moved only by `promote` once staging ran it
+healthy. This tool is the only thing that should write either.
 
 exit status: 0 on success, 2 on any error (one line on stderr naming what and why).
 """
@@ -88,21 +99,47 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    cmd = commands.add_parser("set-image", help="point an environment at an image")
-    cmd.add_argument("env", help="environment (an overlay directory name)")
+    cmd = commands.add_parser(
+        "set-image", help="release an image: the first environment runs it from main"
+    )
+    cmd.add_argument("env", help=f"environment (only {PROMOTION_ORDER[0]} takes images directly)")
     cmd.add_argument("ref", help=_REF_HELP)
+    cmd.add_argument(
+        "--metadata",
+        type=Path,
+        metavar="FILE",
+        help="the image's model metadata.json (or its artifact directory), for the release record",
+    )
+    cmd.add_argument(
+        "--source-commit",
+        metavar="SHA",
+        help="the commit the image was built from, for the release record",
+    )
 
     cmd = commands.add_parser(
         "bump",
         help="set an environment's image on the newest remote branch, commit and push it",
         description="What the release runs: fetch the branch, refuse a held environment or an "
-        "image older than the one running, set the image, commit only the overlay, and push "
+        "image older than the one running, write the image and its release record, commit "
+        "only them, and push "
         "(re-applying the edit on the new tip when the branch moved on) or open a pull request. "
         "exit status: 0 done or nothing to do, 1 push still rejected after the last attempt, "
         "2 error (nothing committed or pushed), 3 the environment is on hold.",
     )
     cmd.add_argument("env", help="environment (an overlay directory name)")
     cmd.add_argument("ref", help=_REF_HELP)
+    cmd.add_argument(
+        "--metadata",
+        type=Path,
+        metavar="FILE",
+        help="the image's model metadata.json (or its artifact directory), for the release record",
+    )
+    cmd.add_argument(
+        "--source-commit",
+        default=os.environ.get("GITHUB_SHA") or None,
+        metavar="SHA",
+        help="the commit the image was built from (default: $GITHUB_SHA), for the release record",
+    )
     cmd.add_argument(
         "--force",
         action="store_true",
@@ -119,9 +156,10 @@ def _parser() -> argparse.ArgumentParser:
     cmd = commands.add_parser("release", help="lift the hold on an environment")
     cmd.add_argument("env")
 
+    order = " -> ".join(PROMOTION_ORDER)
     cmd = commands.add_parser(
         "promote",
-        help="copy one environment's exact image to another",
+        help=f"pin the next environment to a commit the previous one ran healthy ({order})",
         description="Without --push or --pull-request, edit the working tree only. With one "
         "of them, do it on the newest remote branch and deliver it like bump does.",
     )
@@ -133,6 +171,50 @@ def _parser() -> argparse.ArgumentParser:
         help="commit on the newest remote branch and push it (the default delivery is none)",
     )
     add_write_back_arguments(cmd)
+    cmd.add_argument(
+        "--revision",
+        default="HEAD",
+        metavar="REV",
+        help="the commit of main to promote (default: HEAD)",
+    )
+    cmd.add_argument(
+        "--soak",
+        type=_duration,
+        default=DEFAULT_SOAK,
+        metavar="DURATION",
+        help="how long FROM must have run it healthy, e.g. 600s, 10m, 1h (default: 10m)",
+    )
+    cmd.add_argument(
+        "--force",
+        action="store_true",
+        help="promote even without the evidence (loud; recorded in the pull request body)",
+    )
+    source = cmd.add_mutually_exclusive_group()
+    source.add_argument(
+        "--github-repo",
+        default=os.environ.get("GITHUB_REPOSITORY") or None,
+        metavar="OWNER/NAME",
+        help="read commit statuses from GitHub (token: $GITHUB_TOKEN; default: $GITHUB_REPOSITORY)",
+    )
+    source.add_argument(
+        "--statuses-file",
+        type=Path,
+        metavar="FILE",
+        help='read commit statuses from a JSON file {"<commit>": [<GitHub status objects>]}',
+    )
+    cmd.add_argument(
+        "--pr-body", type=Path, metavar="FILE", help="write the pull request body (Markdown)"
+    )
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+
+    cmd = commands.add_parser(
+        "diff", help="each environment's rendered manifests, main at --base against --head"
+    )
+    cmd.add_argument("--base", required=True, metavar="REV", help="e.g. the pull request's base")
+    cmd.add_argument("--head", default="HEAD", metavar="REV", help="default: HEAD")
+    cmd.add_argument(
+        "--markdown", action="store_true", help="one pull request comment instead of a diff"
+    )
 
     cmd = commands.add_parser("status", help="what each environment runs, and since when")
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
@@ -293,16 +375,28 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "set-image":
         repo.overlay_dir(args.env)  # an unknown environment is the first thing to report
         ref = ImageRef.parse(args.ref)
-        _report_set(set_image(repo, args.env, ref, options), verb="set")
+        model = model_from_metadata(args.metadata) if args.metadata else None
+        result = set_image(
+            repo, args.env, ref, options, model=model, source_commit=args.source_commit
+        )
+        _report_set(result, verb="set")
     elif args.command == "bump":
         repo.overlay_dir(args.env)
         ref = ImageRef.parse(args.ref)
-        edit = bump_edit(args.env, ref, options, force=args.force, log=_log)
+        model = model_from_metadata(args.metadata) if args.metadata else None
+        edit = bump_edit(
+            args.env,
+            ref,
+            options,
+            force=args.force,
+            log=_log,
+            model=model,
+            source_commit=args.source_commit,
+        )
         _deliver(repo, edit, args, args.env)
     elif args.command == "hold":
         with repo.lock(options.lock_timeout_s):
-            path = repo.kustomization_path(args.env)
-            entry = Kustomization.load(path, label=repo.relative(path)).entry(options.image_name)
+            entry = running_entry(repo, args.env, options)
             hold_file, placed = place_hold(repo, args.env, args.reason, entry.display())
         if placed:
             print(f"{args.env}: on hold in {hold_file}; commit it (with the revert) and push")
@@ -319,14 +413,31 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "promote" and (args.push or args.pull_request):
         if args.push and args.pull_request:
             raise GitOpsError("--push and --pull-request exclude each other")
-        repo.overlay_dir(args.source)
-        repo.overlay_dir(args.target)
-        if args.source == args.target:
-            raise GitOpsError(f"cannot promote {args.source!r} to itself")
-        _deliver(repo, promote_edit(args.source, args.target, options), args, args.target)
+        check_direction(args.source, args.target, repo.environments())
+        promoted: list[Promotion] = []
+        edit = promote_edit(
+            args.source,
+            args.target,
+            options,
+            gate=_gate(args),
+            revision=args.revision,
+            done=promoted.append,
+        )
+        _deliver(repo, edit, args, args.target)
+        if promoted:
+            _report_promotion(promoted[-1], args, quiet=True)
     elif args.command == "promote":
-        result = promote(repo, args.source, args.target, options)
-        _report_set(result, verb=f"promoted from {args.source}")
+        pinned = promote(
+            repo, args.source, args.target, options, gate=_gate(args), revision=args.revision
+        )
+        _report_promotion(pinned, args, quiet=False)
+    elif args.command == "diff":
+        diffs = environment_diffs(repo, args.base, args.head, kustomize_command(options.kustomize))
+        if args.markdown:
+            base, head = resolve(repo, args.base), resolve(repo, args.head)
+            print(as_markdown(diffs, base=base, head=head))
+        else:
+            print(as_text(diffs), end="")
     elif args.command == "status":
         _print_status(status(repo, options), as_json=args.json)
     elif args.command == "history":
@@ -350,6 +461,88 @@ def _commit_and_push(paths: Sequence[str], subject: str) -> None:
     # The edit is only a file in this clone: Argo CD deploys what is pushed.
     quoted = " ".join(shlex.quote(path) for path in paths)
     print(f"now commit and push: git commit -m {shlex.quote(subject)} {quoted} && git push")
+
+
+def _duration(text: str) -> timedelta:
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        value = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration like 600s, 10m or 1h"
+        ) from None
+    if value < 0 or value != value:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return timedelta(seconds=value * units[unit])
+
+
+def _statuses(args: argparse.Namespace) -> StatusSource | None:
+    if args.statuses_file is not None:
+        return RecordedStatuses(args.statuses_file)
+    if args.github_repo:
+        return GitHubStatuses.from_environment(args.github_repo)
+    return None
+
+
+def _gate(args: argparse.Namespace) -> Gate:
+    return Gate(statuses=_statuses(args), soak=args.soak, force=args.force)
+
+
+def _report_promotion(result: Promotion, args: argparse.Namespace, *, quiet: bool) -> None:
+    """Warn about a forced promotion, write the body and the JSON; `quiet` when the
+    write-back already said what it did."""
+    if result.forced:
+        # Loud on purpose: a forced promotion skips the only evidence that staging is healthy.
+        print(
+            f"gitops: WARNING: --force: promoting {result.candidate[:12]} to {result.target} "
+            f"without the evidence the gate asks for: {result.evidence.refusal}",
+            file=sys.stderr,
+        )
+    if args.pr_body is not None:
+        atomic_write(args.pr_body, promotion_body(result).encode("utf-8"))
+    if args.json:
+        print(json.dumps(_promotion_json(result), indent=2))
+        return
+    if quiet:
+        return
+    if result.changed:
+        print(
+            f"{result.target}: pinned to {result.candidate} in {result.path} "
+            f"(runs {result.ref}; promoted from {result.source})"
+        )
+        _commit_and_push(
+            [result.path],
+            f"deploy({result.target}): promote {result.ref.short_name} {result.ref.tag}",
+        )
+        print("(as a pull request: merging it is the promotion)")
+    else:
+        print(f"{result.target}: already at {result.candidate}; nothing to do")
+
+
+def _promotion_json(result: Promotion) -> dict[str, Any]:
+    evidence = result.evidence
+    status = evidence.status
+    return {
+        "source": result.source,
+        "target": result.target,
+        "path": result.path,
+        "changed": result.changed,
+        "previous": result.previous,
+        "candidate": result.candidate,
+        "reference": str(result.ref),
+        "tag": result.ref.tag,
+        "forced": result.forced,
+        "evidence": {
+            "context": evidence.context,
+            "commit": evidence.commit,
+            "state": status.state if status else None,
+            "since": status.created_at.isoformat() if status else None,
+            "refusal": evidence.refusal,
+        },
+        "commits": [sha for sha, _ in result.commits],
+        "record": result.record.to_json() if result.record else None,
+    }
 
 
 def _report_set(result: SetImageResult, *, verb: str) -> None:
@@ -388,6 +581,8 @@ def _change_json(change: Change) -> dict[str, Any]:
         "subject": commit.subject,
         "before": _entry_json(change.before),
         "after": _entry_json(change.after),
+        "pinned_before": change.pinned_before,
+        "pinned_after": change.pinned_after,
     }
 
 
@@ -407,6 +602,13 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def _accuracy(record: ReleaseRecord | None) -> str:
+    if record is None or record.model is None:
+        return "-"
+    value = record.model.metrics.get("holdoutAccuracy")
+    return "-" if value is None else f"{value:.4f}"
+
+
 def _print_status(envs: list[EnvStatus], *, as_json: bool) -> None:
     if as_json:
         payload = {
@@ -414,10 +616,12 @@ def _print_status(envs: list[EnvStatus], *, as_json: bool) -> None:
                 {
                     "env": env.env,
                     "path": env.path,
+                    "revision": env.revision,
                     **(_entry_json(env.entry) or {}),
                     "placeholder": env.placeholder,
                     "problem": env.problem,
                     "uncommitted": env.uncommitted,
+                    "release": env.record.to_json() if env.record else None,
                     "last_change": _change_json(env.last_change) if env.last_change else None,
                 }
                 for env in envs
@@ -425,7 +629,7 @@ def _print_status(envs: list[EnvStatus], *, as_json: bool) -> None:
         }
         print(json.dumps(payload, indent=2))
         return
-    rows = [["ENV", "TAG", "DIGEST", "COMMIT", "DATE", "NOTE"]]
+    rows = [["ENV", "RUNS", "TAG", "DIGEST", "MODEL", "ACCURACY", "CHANGED", "NOTE"]]
     for env in envs:
         change = env.last_change
         notes = []
@@ -435,13 +639,16 @@ def _print_status(envs: list[EnvStatus], *, as_json: bool) -> None:
             notes.append("uncommitted change")
         if change is not None and not notes:
             notes.append(change.commit.subject)
+        model = env.record.model if env.record else None
         rows.append(
             [
                 env.env,
-                env.entry.new_tag or "-",
-                _short_digest(env.entry.digest),
-                change.commit.sha[:12] if change else "-",
-                change.commit.date if change else "-",
+                env.revision[:12] if env.revision else "-",
+                (env.entry.new_tag if env.entry else None) or "-",
+                _short_digest(env.entry.digest if env.entry else None),
+                model.version[:12] if model else "-",
+                _accuracy(env.record),
+                change.commit.date[:10] if change else "-",
                 "; ".join(notes),
             ]
         )

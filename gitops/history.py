@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from gitops.environments import application_path, parse_pin
 from gitops.errors import GitOpsError
 from gitops.kustomization import ImageEntry, parse_entry
 from gitops.repo import Repo
+from gitops.revisions import image_at
 
 _SEP = "\x1f"
 
@@ -38,14 +40,20 @@ class Change:
     commit: Commit
     before: ImageEntry | None
     after: ImageEntry | None
+    # For a pinned environment: the commit it ran before and after this change.
+    pinned_before: str | None = None
+    pinned_after: str | None = None
 
     @property
     def is_bump(self) -> bool:
-        """True when the commit replaced one releasable image with another.
+        """True when the commit replaced one releasable image (or pin) with another.
 
         Neither the introduction of the overlay nor the first release (away from the
         placeholder) is: undoing either would deploy an image that does not exist.
         """
+        if self.pinned_before is not None or self.pinned_after is not None:
+            pinned_both = self.pinned_before is not None and self.pinned_after is not None
+            return pinned_both and _releasable(self.before)
         return _releasable(self.before) and self.after is not None
 
 
@@ -111,7 +119,15 @@ def code_commits(repo: Repo, change: Change) -> CodeCommits | None:
         span = f"{new}..{old}"
     else:
         return None
-    log = repo.git("log", f"--format=%H{_SEP}%s", span, "--", ".", ":(exclude)deploy/overlays")
+    log = repo.git(
+        "log",
+        f"--format=%H{_SEP}%s",
+        span,
+        "--",
+        ".",
+        ":(exclude)deploy/overlays",
+        ":(exclude)deploy/release",
+    )
     found = tuple(
         (sha, subject) for sha, subject in (line.split(_SEP, 1) for line in log.splitlines())
     )
@@ -156,9 +172,7 @@ def _entry_or_none(text: str | None, *, image_name: str, label: str) -> ImageEnt
         return None
 
 
-def changes(repo: Repo, env: str, *, image_name: str, rev: str = "HEAD") -> list[Change]:
-    """Commits reachable from `rev` that changed `env`'s image, newest first (git log order)."""
-    path = repo.relative(repo.kustomization_path(env))
+def _log(repo: Repo, path: str, rev: str) -> list[Commit]:
     try:
         repo.git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     except GitOpsError:
@@ -169,6 +183,12 @@ def changes(repo: Repo, env: str, *, image_name: str, rev: str = "HEAD") -> list
     for line in log.splitlines():
         sha, parents, date, author, subject = line.split(_SEP, 4)
         commits.append(Commit(sha, tuple(parents.split()), date, author, subject))
+    return commits
+
+
+def changes(repo: Repo, path: str, *, image_name: str, rev: str = "HEAD") -> list[Change]:
+    """Commits reachable from `rev` that changed the image in `path`, newest first."""
+    commits = _log(repo, path, rev)
     specs: list[str] = []
     for commit in commits:
         specs.append(f"{commit.sha}:{path}")
@@ -186,4 +206,39 @@ def changes(repo: Repo, env: str, *, image_name: str, rev: str = "HEAD") -> list
             )
         if _key(before) != _key(after):
             result.append(Change(commit, before, after))
+    return result
+
+
+def pin_changes(repo: Repo, env: str, *, image_name: str, rev: str = "HEAD") -> list[Change]:
+    """Commits that moved `env`'s pin (its promotions), newest first, with the image each
+    pinned commit runs before and after."""
+    path = application_path(env).as_posix()
+    commits = _log(repo, path, rev)
+    specs = [f"{c.sha}:{path}" for c in commits]
+    specs += [f"{c.parents[0]}:{path}" for c in commits if c.parents]
+    blobs = _read_blobs(repo, specs)
+
+    def pinned(spec: str) -> str | None:
+        text = blobs.get(spec)
+        if text is None:
+            return None
+        try:
+            return parse_pin(text, env, label=spec)
+        except GitOpsError:
+            return None
+
+    def image(sha: str | None) -> ImageEntry | None:
+        if sha is None:
+            return None
+        try:
+            return image_at(repo, env, sha, image_name)
+        except GitOpsError:
+            return None  # a pin this clone does not have
+
+    result: list[Change] = []
+    for commit in commits:
+        after = pinned(f"{commit.sha}:{path}")
+        before = pinned(f"{commit.parents[0]}:{path}") if commit.parents else None
+        if after != before:
+            result.append(Change(commit, image(before), image(after), before, after))
     return result

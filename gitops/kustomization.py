@@ -95,7 +95,8 @@ class Kustomization:
         if not isinstance(data, dict):
             raise GitOpsError(f"{label}: malformed kustomization: the top level is not a mapping")
         kind = data.get("kind", "Kustomization")
-        if kind != "Kustomization":
+        # A Component (deploy/release) holds images: the same way a Kustomization does.
+        if kind not in ("Kustomization", "Component"):
             raise GitOpsError(f"{label}: malformed kustomization: kind is {kind!r}")
         yaml.indent(mapping=indent or 2, sequence=indent or 2, offset=block_seq_indent or 0)
         yaml.explicit_start = text.lstrip().startswith("---")

@@ -46,8 +46,8 @@ def kustomize_command(configured: str | None = None) -> list[str]:
     )
 
 
-def render(directory: Path, command: list[str], *, label: str) -> list[dict[str, Any]]:
-    """Run kustomize on `directory` and return the rendered objects.
+def render_text(directory: Path, command: list[str], *, label: str) -> str:
+    """Run kustomize on `directory` and return its output as kustomize wrote it.
 
     `label` is how errors name the overlay (its path in the repository).
     """
@@ -69,11 +69,21 @@ def render(directory: Path, command: list[str], *, label: str) -> list[dict[str,
         # kustomize mentions the temporary directory; name the overlay the user knows instead.
         detail = detail.replace(str(directory), label)
         raise GitOpsError(f"render of {label} failed: {detail}")
+    return proc.stdout
+
+
+def parse_rendered(text: str, *, label: str) -> list[dict[str, Any]]:
+    """The objects of a kustomize output."""
     try:
-        docs = list(YAML(typ="safe", pure=True).load_all(proc.stdout))
+        docs = list(YAML(typ="safe", pure=True).load_all(text))
     except YAMLError as exc:
         raise GitOpsError(f"render of {label} produced invalid YAML: {exc}") from exc
     return [doc for doc in docs if isinstance(doc, dict)]
+
+
+def render(directory: Path, command: list[str], *, label: str) -> list[dict[str, Any]]:
+    """Run kustomize on `directory` and return the rendered objects."""
+    return parse_rendered(render_text(directory, command, label=label), label=label)
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,9 @@ class Proposal:
     # The head branch of the pull request; the same branch for the same change, so running a
     # command again updates its open pull request instead of opening another.
     branch: str | None = None
+    # The pull request's description when it should say more than the commit message (the
+    # promotion's evidence and rendered diff); the commit body otherwise.
+    pr_body: str | None = None
 
 
 # Runs inside the scratch worktree on the newest tip; returns None when there is nothing to
@@ -290,7 +293,11 @@ def _open_pull_request(
         "--jq",
         ".[0].url // empty",
     ).strip()
+    description = proposal.pr_body or proposal.body or proposal.subject
     if url:
+        if proposal.pr_body:
+            # The evidence of this run replaces that of the run that opened it.
+            _gh(work, settings, "pr", "edit", url, "--body", description)
         log(f"updated the open pull request {url}")
     else:
         url = (
@@ -306,7 +313,7 @@ def _open_pull_request(
                 "--title",
                 proposal.subject,
                 "--body",
-                proposal.body or proposal.subject,
+                description,
             )
             .strip()
             .splitlines()[-1]

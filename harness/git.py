@@ -7,6 +7,7 @@ so what a developer's config says (signing, hooks, default branch) changes nothi
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -42,12 +43,28 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def init_repo(path: Path) -> Path:
-    """A new repository on branch main whose first commit holds the project's deploy/."""
+    """A new repository on branch main holding the project's deploy/ and argocd/apps/.
+
+    The first commit holds deploy/; the Applications arrive in the second, production pinned
+    to the first (the project pins it to a commit whose release is the placeholder).
+    """
     path.mkdir(parents=True)
     git(path, "init", "-q", "-b", "main")
     shutil.copytree(REPO_ROOT / "deploy", path / "deploy")
     git(path, "add", "deploy")
     git(path, "commit", "-q", "-m", "Add the deploy manifests")
+    shutil.copytree(REPO_ROOT / "argocd", path / "argocd")
+    production = path / "argocd" / "apps" / "production.yaml"
+    pinned, count = re.subn(
+        r"(?m)^(\s*targetRevision: )[0-9a-f]{40}$",
+        rf"\g<1>{git(path, 'rev-parse', 'HEAD')}",
+        production.read_text(encoding="utf-8"),
+    )
+    if count != 1:
+        raise GitError(f"{production} does not pin one commit")
+    production.write_text(pinned, encoding="utf-8")
+    git(path, "add", "argocd")
+    git(path, "commit", "-q", "-m", "Add the Argo CD Applications, production pinned")
     return path
 
 

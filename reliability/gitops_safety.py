@@ -17,7 +17,9 @@ from harness.servers import REPO_ROOT
 from reliability.outcome import Outcome
 
 ENV = "staging"
-OVERLAY = Path("deploy/overlays") / ENV / "kustomization.yaml"
+# The image entry a bump edits (staging runs it from main), and the record written with it.
+OVERLAY = Path("deploy/release/kustomization.yaml")
+RECORD = Path("deploy/release/release.yaml")
 IMAGE = "europe-west1-docker.pkg.dev/example-project/iris/iris-api"
 
 
@@ -205,7 +207,10 @@ def concurrent_bumps(origin: Path, workdir: Path, out: Outcome) -> list[int]:
         f"concurrent bumps: one commit per successful bump ({len(new_commits)})",
         len(new_commits) == codes.count(0),
     )
-    out.check("concurrent bumps: commits touch only the staging overlay", files <= {str(OVERLAY)})
+    out.check(
+        "concurrent bumps: commits touch only the release entry and its record",
+        files <= {str(OVERLAY), str(RECORD)},
+    )
     out.check(
         "concurrent bumps: origin's overlay names one of the two images",
         any(ref.split("@")[1] in pushed for ref in refs),
@@ -221,7 +226,7 @@ CORRUPTIONS: dict[str, Callable[[str], str]] = {
     "truncated mid-file": lambda text: text[: len(text) // 2],
     "not YAML": lambda text: text.replace("images:", "images: [\n  - {", 1),
     "images entry removed": lambda text: text[: text.index("images:")],
-    "base missing": lambda text: text.replace("../../base", "../../no-such-base", 1),
+    "resource missing": lambda text: text.replace("job.yaml", "no-such-job.yaml", 1),
 }
 
 

@@ -83,7 +83,10 @@ reverted_sha="$(git -C "${WORK_REPO}" rev-parse HEAD)"
 wait_app iris-staging "${reverted_sha}" iris-staging
 wait_image iris-staging "${digest_a}" iris-staging
 smoke iris-staging "${source_sha}"
-wait_app iris-production "${reverted_sha}" iris-production
+# Production is pinned: neither the bump nor its revert reaches it.
+deployed_image iris-production
+[[ "${DEPLOYED_IMAGE}" == *"@${digest_a}" ]] ||
+  die "production changed during the staging loop: it runs ${DEPLOYED_IMAGE}"
 
 # --- hold: the next release must not bring the rolled-back code straight back ---------------------
 

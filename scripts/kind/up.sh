@@ -104,8 +104,12 @@ commit_all "chore(kind): deploy from the in-cluster git daemon"
 add_kind_sizing "${WORK_REPO}"
 commit_all "chore(kind): size both environments for one small node"
 gitops set-image staging "${ref_a}"
-gitops promote staging production
-commit_all "deploy: run sha-${source_sha:0:12} in staging and production (kind)"
+commit_all "deploy(staging): iris-api sha-${source_sha:0:12} (kind)"
+staged_sha="$(git -C "${WORK_REPO}" rev-parse HEAD)"
+# Production is pinned to the commit just made. Nothing reports commit statuses to GitHub
+# from kind, so the bootstrap promotion skips that gate with --force.
+gitops promote staging production --force
+commit_all "deploy(production): promote sha-${source_sha:0:12} (kind)"
 deployed_sha="$(git -C "${WORK_REPO}" rev-parse HEAD)"
 
 log "pushing main to the in-cluster repository"
@@ -115,7 +119,8 @@ log "root Application (Argo CD creates the project and both environments from gi
 k apply --namespace argocd -f "${WORK_REPO}/argocd/root.yaml" >/dev/null
 wait_app iris-root "${deployed_sha}"
 wait_app iris-staging "${deployed_sha}" iris-staging
-wait_app iris-production "${deployed_sha}" iris-production
+# Production syncs the commit it is pinned to, not the tip of main.
+wait_app iris-production "${staged_sha}" iris-production
 
 smoke iris-staging "${source_sha}"
 smoke iris-production "${source_sha}"

@@ -31,9 +31,11 @@ class Render:
     path: Path
     documents: list[dict[str, Any]]
 
-    def one(self, kind: str) -> dict[str, Any]:
-        """The single object of `kind`; fails the test if there is not exactly one."""
-        found = [doc for doc in self.documents if doc["kind"] == kind]
+    def one(self, kind: str, name: str = "iris-api") -> dict[str, Any]:
+        """The single object of `kind` named `name`; fails the test unless there is one."""
+        found = [
+            doc for doc in self.documents if doc["kind"] == kind and doc["metadata"]["name"] == name
+        ]
         assert len(found) == 1, f"{self.overlay}: expected one {kind}, found {len(found)}"
         return found[0]
 

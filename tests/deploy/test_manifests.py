@@ -35,6 +35,10 @@ RECOMMENDED_LABELS = {
     "app.kubernetes.io/part-of": "iris-gitops",
 }
 SELECTOR = {"app.kubernetes.io/name": "iris-api"}
+# The PostSync smoke test the release component adds beside the API
+# (tests/deploy/test_smoke_hook.py).
+SMOKE_TEST = "iris-api-smoke-test"
+SMOKE_KINDS = {"Job", "NetworkPolicy"}
 # <region>-docker.pkg.dev/<project>/<repository>/iris-api:sha-<hex>@sha256:<64 hex>
 IMMUTABLE_IMAGE = re.compile(
     r"^(?P<region>[a-z]+-[a-z]+[0-9])-docker\.pkg\.dev/"
@@ -43,7 +47,7 @@ IMMUTABLE_IMAGE = re.compile(
 )
 # Keys an overlay's kustomization.yaml may use: anything else (commonLabels,
 # patchesStrategicMerge, replicas, vars...) is deprecated or fights the HPA.
-OVERLAY_KEYS = {"apiVersion", "kind", "namespace", "resources", "patches", "images"}
+OVERLAY_KEYS = {"apiVersion", "kind", "namespace", "resources", "patches", "components"}
 DEPRECATED_KUSTOMIZE_KEYS = {
     "bases",
     "commonLabels",
@@ -64,16 +68,22 @@ def env_of(render: Render) -> dict[str, str]:
     return {item["name"]: item["value"] for item in container(render)["env"]}
 
 
+def api_objects(render: Render) -> list[dict[str, Any]]:
+    return [doc for doc in render.documents if doc["metadata"]["name"] != SMOKE_TEST]
+
+
 def test_overlay_renders_every_kind_once_in_its_namespace(rendered: Render) -> None:
-    kinds = [doc["kind"] for doc in rendered.documents]
+    kinds = [doc["kind"] for doc in api_objects(rendered)]
     assert sorted(kinds) == sorted(EXPECTED_KINDS)
+    smoke = [doc["kind"] for doc in rendered.documents if doc["metadata"]["name"] == SMOKE_TEST]
+    assert sorted(smoke) == sorted(SMOKE_KINDS)
     for doc in rendered.documents:
-        assert doc["metadata"]["name"] == "iris-api"
+        assert doc["metadata"]["name"] in ("iris-api", SMOKE_TEST)
         assert doc["metadata"]["namespace"] == f"iris-{rendered.overlay}"
 
 
 def test_every_object_and_the_pods_carry_the_recommended_labels(rendered: Render) -> None:
-    for doc in rendered.documents:
+    for doc in api_objects(rendered):
         assert RECOMMENDED_LABELS.items() <= doc["metadata"]["labels"].items(), doc["kind"]
     pod_labels = rendered.one("Deployment")["spec"]["template"]["metadata"]["labels"]
     assert RECOMMENDED_LABELS.items() <= pod_labels.items()
@@ -127,7 +137,7 @@ def test_overlay_image_is_a_full_immutable_reference(rendered: Render) -> None:
 
 
 @pytest.mark.parametrize("overlay_name", OVERLAYS)
-def test_overlay_kustomization_has_one_image_entry_for_the_base_image_name(
+def test_overlay_takes_its_image_from_the_one_shared_release_entry(
     deploy_dir: Path, overlay_name: str
 ) -> None:
     kustomization = yaml.safe_load(
@@ -135,7 +145,12 @@ def test_overlay_kustomization_has_one_image_entry_for_the_base_image_name(
     )
     assert set(kustomization) <= OVERLAY_KEYS
     assert kustomization["namespace"] == f"iris-{overlay_name}"
-    (entry,) = kustomization["images"]
+    # No overlay names an image of its own: production renders the release of the commit
+    # it is pinned to, so both always run what that commit released.
+    assert kustomization["components"] == ["../../release"]
+    release = yaml.safe_load((deploy_dir / "release" / "kustomization.yaml").read_text())
+    assert release["kind"] == "Component"
+    (entry,) = release["images"]
     assert set(entry) == {"name", "newName", "newTag", "digest"}
     base = yaml.safe_load((deploy_dir / "base" / "deployment.yaml").read_text())
     assert entry["name"] == base["spec"]["template"]["spec"]["containers"][0]["image"]

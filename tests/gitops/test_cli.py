@@ -19,10 +19,15 @@ from gitops.cli import main
 from harness.git import git
 from tests.gitops.support import (
     REPO_ROOT,
+    app_file,
     deployed_image,
     gitops,
     overlay,
+    pin_of,
+    record_file,
     ref,
+    release_file,
+    set_pin,
 )
 
 pytestmark = pytest.mark.integration  # runs real git and kustomize
@@ -51,13 +56,15 @@ def test_set_image_writes_the_reference_and_the_rendered_deployment_runs_it(
     production = overlay(repo, "production").read_bytes()
     code, out, err = run(capsys, repo, "set-image", "staging", ref(1))
     assert (code, err) == (0, "")
-    assert out.startswith(f"staging: set {ref(1)} in deploy/overlays/staging/kustomization.yaml")
+    assert out.startswith(f"staging: set {ref(1)} in deploy/release/kustomization.yaml")
     assert deployed_image(repo, "staging") == ref(1)
     assert overlay(repo, "production").read_bytes() == production
+    # Production renders its pinned commit: the new image reaches it only by promotion.
+    assert deployed_image(repo, "production").endswith(PLACEHOLDER_DIGEST)
     assert leftovers(repo) == []
     # The file keeps its permissions: the temporary file it replaces it from is 0600.
-    assert oct(overlay(repo, "staging").stat().st_mode & 0o777) == oct(
-        (REPO_ROOT / "deploy/overlays/staging/kustomization.yaml").stat().st_mode & 0o777
+    assert oct(release_file(repo).stat().st_mode & 0o777) == oct(
+        (REPO_ROOT / "deploy/release/kustomization.yaml").stat().st_mode & 0o777
     )
 
 
@@ -65,30 +72,28 @@ def test_setting_the_same_image_again_changes_nothing(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run(capsys, repo, "set-image", "staging", ref(1))[0] == 0
-    before = overlay(repo, "staging").stat().st_mtime_ns
+    before = release_file(repo).stat().st_mtime_ns
     code, out, _ = run(capsys, repo, "set-image", "staging", ref(1))
     assert code == 0
     assert out == f"staging: already at {ref(1)}; nothing to do\n"
-    assert overlay(repo, "staging").stat().st_mtime_ns == before
+    assert release_file(repo).stat().st_mtime_ns == before
 
 
 def test_an_overlay_that_cannot_round_trip_exactly_is_still_set_with_a_warning(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = overlay(repo, "staging")
+    path = release_file(repo)
     # Aligned values are not something a YAML round trip can reproduce.
-    path.write_text(
-        path.read_text().replace("namespace: iris-staging", "namespace:    iris-staging")
-    )
+    path.write_text(path.read_text().replace("kind: Component", "kind:    Component"))
     code, _, err = run(capsys, repo, "set-image", "staging", ref(1))
     assert code == 0
-    assert err.startswith("gitops: warning: deploy/overlays/staging/kustomization.yaml could not")
+    assert err.startswith("gitops: warning: deploy/release/kustomization.yaml could not")
     assert deployed_image(repo, "staging") == ref(1)
 
 
-def _replace(old: str, new: str) -> Callable[[Path], None]:
+def _replace(old: str, new: str, *, release: bool = False) -> Callable[[Path], None]:
     def edit(repo: Path) -> None:
-        path = overlay(repo, "staging")
+        path = release_file(repo) if release else overlay(repo, "staging")
         text = path.read_text()
         assert old in text
         path.write_text(text.replace(old, new))
@@ -127,14 +132,14 @@ FAILURES: dict[str, tuple[Callable[[Path], None], list[str], str]] = {
         "digest is the all-zero placeholder",
     ),
     "malformed kustomization": (
-        _replace("images:", "images: [\n"),
+        _replace("images:", "images: [\n", release=True),
         ["set-image", "staging", ref(1)],
-        "deploy/overlays/staging/kustomization.yaml: malformed kustomization at line",
+        "deploy/release/kustomization.yaml: malformed kustomization at line",
     ),
     "missing images entry": (
-        _replace("name: iris-api", "name: something-else"),
+        _replace("name: iris-api", "name: something-else", release=True),
         ["set-image", "staging", ref(1)],
-        "deploy/overlays/staging/kustomization.yaml: images: has no entry with name: iris-api",
+        "deploy/release/kustomization.yaml: images: has no entry with name: iris-api",
     ),
     "render failure": (
         _replace("  - ../../base\n", "  - ../../base\n  - missing.yaml\n"),
@@ -149,8 +154,24 @@ FAILURES: dict[str, tuple[Callable[[Path], None], list[str], str]] = {
     ),
     "promote a placeholder": (
         _no_change,
-        ["promote", "production", "staging"],
-        "production has no releasable image to promote: project 'your-gcp-project'",
+        ["promote", "staging", "production", "--force"],
+        "staging has no releasable image to promote at",
+    ),
+    "promote backwards": (
+        _no_change,
+        ["promote", "production", "staging", "--force"],
+        "production comes after staging (promotion order: staging -> production); promotion "
+        "never goes backwards. To undo a promotion, revert it",
+    ),
+    "set the image of a pinned environment": (
+        _no_change,
+        ["set-image", "production", ref(1)],
+        "production runs the commit argocd/apps/production.yaml pins",
+    ),
+    "production pinned to a branch": (
+        lambda repo: set_pin(repo, "production", "main"),
+        ["promote", "staging", "production", "--force"],
+        "argocd/apps/production.yaml: targetRevision is 'main'; production must be pinned",
     ),
     "promote to itself": (_no_change, ["promote", "staging", "staging"], "to itself"),
     "history of an unknown environment": (
@@ -167,14 +188,16 @@ def test_failure_exits_2_with_one_line_and_leaves_every_file_byte_identical(
 ) -> None:
     prepare, args, message = FAILURES[case]
     prepare(repo)
-    before = {env: overlay(repo, env).read_bytes() for env in ("staging", "production")}
+    files = [overlay(repo, env) for env in ("staging", "production")]
+    files += [release_file(repo), record_file(repo), app_file(repo, "production")]
+    before = {path: path.read_bytes() for path in files}
     code, out, err = run(capsys, repo, *args)
     assert code == 2
     assert out == ""
     assert err.startswith("gitops: error: ")
     assert message in err
     assert err.count("\n") == 1
-    assert {env: overlay(repo, env).read_bytes() for env in before} == before
+    assert {path: path.read_bytes() for path in files} == before
     assert leftovers(repo) == []
 
 
@@ -193,7 +216,7 @@ def test_outside_a_git_repository_is_an_error(
 def test_a_write_that_fails_midway_leaves_the_file_and_no_temporary_behind(
     repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before = overlay(repo, "staging").read_bytes()
+    before = release_file(repo).read_bytes(), record_file(repo).read_bytes()
 
     def disk_full(fd: int) -> None:
         raise OSError(28, "No space left on device")
@@ -202,15 +225,21 @@ def test_a_write_that_fails_midway_leaves_the_file_and_no_temporary_behind(
     code, out, err = run(capsys, repo, "set-image", "staging", ref(1))
     assert (code, out) == (2, "")
     assert err == "gitops: error: No space left on device\n"
-    assert overlay(repo, "staging").read_bytes() == before
+    assert (release_file(repo).read_bytes(), record_file(repo).read_bytes()) == before
     assert leftovers(repo) == []
 
 
-def test_promote_copies_the_exact_reference(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_promote_pins_production_to_the_commit_and_it_renders_staging_s_image(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(capsys, repo, "set-image", "staging", ref(1))[0] == 0
-    code, out, _ = run(capsys, repo, "promote", "staging", "production")
+    released = _commit(repo, "deploy(staging): release 1")
+    code, out, err = run(capsys, repo, "promote", "staging", "production", "--force")
     assert code == 0
-    assert out.startswith(f"production: promoted from staging {ref(1)}")
+    assert "WARNING: --force" in err
+    assert out.startswith(f"production: pinned to {released} in argocd/apps/production.yaml")
+    assert "now commit and push it" in out
+    assert pin_of(repo, "production") == released
     assert deployed_image(repo, "production") == deployed_image(repo, "staging") == ref(1)
 
 
@@ -219,18 +248,20 @@ def _commit(repo: Path, message: str) -> str:
     return git(repo, "rev-parse", "HEAD")
 
 
-def test_status_reports_each_environment_and_the_commit_that_set_it(
+def test_status_reports_each_environment_its_commit_and_the_change_that_set_it(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run(capsys, repo, "set-image", "staging", ref(1))
     first = _commit(repo, "deploy(staging): first")
+    run(capsys, repo, "promote", "staging", "production", "--force")
+    promoted = _commit(repo, "deploy(production): promote first")
     run(capsys, repo, "set-image", "staging", ref(2))
     second = _commit(repo, "deploy(staging): second")
-    # A commit that touches the overlay without changing the image is not "the" change.
-    path = overlay(repo, "staging")
+    # A commit that touches the release without changing the image is not "the" change.
+    path = release_file(repo)
     path.write_text(path.read_text() + "# a trailing note\n")
-    _commit(repo, "docs: note in the overlay")
-    run(capsys, repo, "promote", "staging", "production")  # left uncommitted
+    head = _commit(repo, "docs: note in the release")
+    set_pin(repo, "production", second)  # left uncommitted
 
     code, out, _ = run(capsys, repo, "status", "--json")
     assert code == 0
@@ -239,23 +270,35 @@ def test_status_reports_each_environment_and_the_commit_that_set_it(
     name_tag, digest = ref(2).split("@")
     tag = name_tag.rsplit(":", 1)[1]
     assert (staging["tag"], staging["digest"], staging["reference"]) == (tag, digest, ref(2))
+    assert staging["revision"] == head
     assert staging["last_change"]["commit"] == second
     assert staging["last_change"]["subject"] == "deploy(staging): second"
     assert staging["last_change"]["before"]["reference"] == ref(1)
     assert (staging["placeholder"], staging["uncommitted"]) == (False, False)
-    assert first != second
-    assert production["reference"] == ref(2)
+    # The working tree's pin is not deployed until committed and pushed: it is flagged.
+    assert production["revision"] == second
     assert production["uncommitted"] is True
-    # Production's committed history only holds the placeholder the repository started with.
-    assert production["last_change"]["before"] is None
+    assert production["last_change"]["commit"] == promoted
+    assert production["last_change"]["pinned_after"] == first
 
+    git(repo, "checkout", "-q", "--", ".")
     code, out, _ = run(capsys, repo, "status")
     assert code == 0
     header, *rows = out.splitlines()
-    assert header.split() == ["ENV", "TAG", "DIGEST", "COMMIT", "DATE", "NOTE"]
-    assert rows[0].split()[:2] == ["production", tag]
-    assert "uncommitted change" in rows[0]
-    assert rows[1].split()[:4] == ["staging", tag, digest[:19] + "...", second[:12]]
+    assert header.split() == [
+        "ENV",
+        "RUNS",
+        "TAG",
+        "DIGEST",
+        "MODEL",
+        "ACCURACY",
+        "CHANGED",
+        "NOTE",
+    ]
+    assert rows[0].split()[:4] == ["staging", head[:12], tag, digest[:19] + "..."]
+    first_tag = ref(1).split("@")[0].rsplit(":", 1)[1]
+    assert rows[1].split()[:3] == ["production", first[:12], first_tag]
+    assert "deploy(production): promote first" in rows[1]
 
 
 def test_status_marks_the_placeholder_as_not_releasable(
@@ -311,7 +354,7 @@ def _hold_lock(repo: Path) -> int:
 def test_a_second_run_on_the_same_clone_fails_cleanly_while_the_lock_is_held(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = overlay(repo, "staging").read_bytes()
+    before = release_file(repo).read_bytes()
     fd = _hold_lock(repo)
     try:
         code, _, err = run(capsys, repo, "--lock-timeout", "0.2", "set-image", "staging", ref(1))
@@ -319,7 +362,7 @@ def test_a_second_run_on_the_same_clone_fails_cleanly_while_the_lock_is_held(
         os.close(fd)
     assert code == 2
     assert "another gitops run holds" in err
-    assert overlay(repo, "staging").read_bytes() == before
+    assert release_file(repo).read_bytes() == before
 
 
 def test_a_second_run_on_the_same_clone_waits_for_the_first(repo: Path) -> None:
@@ -335,7 +378,7 @@ def test_a_second_run_on_the_same_clone_waits_for_the_first(repo: Path) -> None:
         )
         time.sleep(1.0)
         assert waiting.poll() is None, waiting.communicate()
-        assert ref(1) not in overlay(repo, "staging").read_text()
+        assert ref(1) not in release_file(repo).read_text()
     finally:
         os.close(fd)
     _, err = waiting.communicate(timeout=60)

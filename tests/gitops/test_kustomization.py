@@ -13,6 +13,8 @@ from gitops.kustomization import Kustomization
 from tests.gitops.support import REPO_ROOT, ref
 
 OVERLAYS = sorted((REPO_ROOT / "deploy" / "overlays").glob("*/kustomization.yaml"))
+# The one file that holds the image both overlays run.
+RELEASE = REPO_ROOT / "deploy" / "release" / "kustomization.yaml"
 
 
 def changed_lines(before: str, after: str) -> list[str]:
@@ -23,14 +25,14 @@ def changed_lines(before: str, after: str) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("path", OVERLAYS, ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("path", [*OVERLAYS, RELEASE], ids=lambda p: p.parent.name)
 def test_project_overlay_round_trips_byte_for_byte(path: Path) -> None:
     text = path.read_text()
     assert Kustomization.parse(text, label=path.name).dump() == text
 
 
-@pytest.mark.parametrize("path", OVERLAYS, ids=lambda p: p.parent.name)
-def test_setting_an_image_changes_exactly_the_three_image_lines(path: Path) -> None:
+def test_setting_an_image_changes_exactly_the_three_image_lines() -> None:
+    path = RELEASE
     text = path.read_text()
     target = ImageRef.parse(ref(1))
     after = Kustomization.parse(text, label=path.name).with_image("iris-api", target)
@@ -85,7 +87,7 @@ def test_missing_fields_are_added_to_the_entry() -> None:
     [
         ("images: [\n", "k: malformed kustomization at line"),
         ("- just\n- a list\n", "k: malformed kustomization: the top level is not a mapping"),
-        ("kind: Component\nimages: []\n", "k: malformed kustomization: kind is 'Component'"),
+        ("kind: Deployment\nimages: []\n", "k: malformed kustomization: kind is 'Deployment'"),
         ("resources: [../../base]\n", "k: no images: entry"),
         ("images: iris-api\n", "k: malformed kustomization: images: is not a list"),
         ("images: [iris-api]\n", "k: malformed kustomization: an images: item is not a mapping"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import stat
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from tests.gitops.support import (
     gitops,
     overlay,
     ref,
+    release_file,
     start_bump,
 )
 
@@ -68,10 +70,29 @@ def test_release_bumps_staging_and_production_changes_only_by_a_merged_promotion
     assert log(origin, "%an <%ae>")[:2] == [BOT, BOT]
     assert f"Image: {ref(2)}" in git(origin, "log", "-1", "--format=%b", "main")
 
-    # A developer runs the promotion (what the promotion workflow does) on a branch...
+    # Argo CD Notifications reported staging healthy on the bump an hour ago (the statuses
+    # GitHub would return, recorded)...
+    verified = git(origin, "rev-parse", "main")
+    an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    statuses = tmp_path / "statuses.json"
+    statuses.write_text(
+        json.dumps(
+            {
+                verified: [
+                    {
+                        "context": "argocd/iris-staging",
+                        "state": "success",
+                        "created_at": an_hour_ago,
+                        "description": "synced and healthy",
+                    }
+                ]
+            }
+        )
+    )
+    # ...so a developer runs the promotion (what the promotion workflow does) on a branch...
     dev = clone(origin, tmp_path / "dev")
     git(dev, "switch", "-q", "-c", "promote/staging-to-production")
-    promoted = gitops(dev, "promote", "staging", "production")
+    promoted = gitops(dev, "promote", "staging", "production", "--statuses-file", str(statuses))
     assert promoted.returncode == 0, promoted.stderr
     git(dev, "commit", "-q", "-am", f"deploy(production): promote iris-api {tag_of(ref(2))}")
     git(dev, "push", "-q", "origin", "promote/staging-to-production")
@@ -146,7 +167,7 @@ def test_a_release_that_loses_the_push_race_reapplies_its_bump_on_the_new_tip(
     assert subjects[:3] == [
         f"deploy(staging): iris-api {tag_of(ref(2))}",
         f"deploy(staging): iris-api {tag_of(ref(1))}",
-        "Add the deploy manifests",
+        "Add the Argo CD Applications, production pinned",
     ]
     argo = argo_sees(origin, tmp_path, "argo")
     assert deployed_image(argo, "staging") == ref(2)
@@ -185,9 +206,9 @@ def test_concurrent_releases_all_land_in_history_in_order_with_no_lost_commit(
     assert [c["subject"] for c in history["changes"][:3]] == [s for _, s in bumps]
 
 
-def _break_main(origin: Path, tmp_path: Path, old: str, new: str) -> None:
+def _break_main(origin: Path, tmp_path: Path, old: str, new: str, *, release: bool = False) -> None:
     maintainer = clone(origin, tmp_path / "maintainer")
-    path = overlay(maintainer, "staging")
+    path = release_file(maintainer) if release else overlay(maintainer, "staging")
     path.write_text(path.read_text().replace(old, new))
     git(maintainer, "commit", "-q", "-am", "Break the staging overlay")
     git(maintainer, "push", "-q", "origin", "main")
@@ -203,7 +224,7 @@ def test_a_failing_bump_pushes_nothing_and_leaves_the_clone_as_it_was(
     elif breakage == "render failure":
         _break_main(origin, tmp_path, "  - ../../base\n", "  - ../../base\n  - missing.yaml\n")
     else:
-        _break_main(origin, tmp_path, "name: iris-api", "name: renamed-api")
+        _break_main(origin, tmp_path, "name: iris-api", "name: renamed-api", release=True)
     release = clone(origin, tmp_path / "release")
     tip = git(origin, "rev-parse", "main")
 

@@ -60,6 +60,10 @@ def image_of(commit: str) -> str:
     return f"{HOST}:sha-{commit[:12]}@sha256:{digest}"
 
 
+# What a bump commits: the image entry and its release record, nothing else.
+RELEASE_FILES = "deploy/release/kustomization.yaml\ndeploy/release/release.yaml"
+
+
 def bump(repo: Path, reference: str, *args: str, **env: str) -> tuple[int, str, str]:
     """`python -m gitops bump staging`, as release.yml runs it, without sleeping on retries."""
     result = gitops(repo, "bump", "staging", reference, *args, GITOPS_RETRY_DELAY="0", **env)
@@ -78,9 +82,7 @@ def test_bump_pushes_only_the_overlay_and_fast_forwards_the_clone(
     assert code == 0, err
     pushed = tip(origin)
     assert f"pushed {pushed} to origin/main (attempt 1)" in out
-    assert git(origin, "show", "--name-only", "--format=", "main") == (
-        "deploy/overlays/staging/kustomization.yaml"
-    )
+    assert git(origin, "show", "--name-only", "--format=", "main") == RELEASE_FILES
     assert git(release, "rev-parse", "HEAD") == pushed
     assert deployed_image(clone(origin, tmp_path / "argo"), "staging") == ref(1)
     # The scratch worktree is gone again.
@@ -98,9 +100,7 @@ def test_bump_leaves_uncommitted_work_in_the_clone_alone(origin: Path, tmp_path:
     assert (
         git(release, "status", "--porcelain") == "M deploy/overlays/production/kustomization.yaml"
     )
-    assert git(origin, "show", "--name-only", "--format=", "main") == (
-        "deploy/overlays/staging/kustomization.yaml"
-    )
+    assert git(origin, "show", "--name-only", "--format=", "main") == RELEASE_FILES
 
 
 def test_a_rerun_of_an_old_release_cannot_move_staging_back(origin: Path, tmp_path: Path) -> None:
@@ -297,9 +297,7 @@ def test_pull_request_mode_pushes_a_branch_and_opens_one_pull_request(
     assert "https://github.com/your-org/iris-gitops/pull/7" in out
     assert tip(origin) == before  # main moves only when the pull request merges
     branch = f"bump/staging/{ref(1).split('@')[0].rsplit(':', 1)[1]}"
-    assert git(origin, "show", "--name-only", "--format=", branch) == (
-        "deploy/overlays/staging/kustomization.yaml"
-    )
+    assert git(origin, "show", "--name-only", "--format=", branch) == RELEASE_FILES
     calls = [line.split("\t") for line in log.read_text().splitlines()]
     assert [call[1:3] for call in calls] == [["pr", "list"], ["pr", "create"], ["pr", "merge"]]
     assert all(call[0] == f"GH_TOKEN={TOKEN}" for call in calls)

@@ -14,7 +14,7 @@ from tests.tools import glob_regex
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW_DIR = REPO_ROOT / ".github" / "workflows"
-WORKFLOW_NAMES = ("ci", "release", "promote", "e2e")
+WORKFLOW_NAMES = ("ci", "release", "promote", "e2e", "diff")
 
 # Every action the workflows use, at the one commit each is pinned to. Each SHA is the
 # commit its tag points to in the action's own repository (`git rev-parse <tag>^{commit}`

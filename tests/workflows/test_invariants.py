@@ -35,8 +35,15 @@ JOB_PERMISSIONS = {
     ("ci", "image"): {"contents": "read"},
     ("release", "image"): {"contents": "read", "id-token": "write", "attestations": "write"},
     ("release", "bump"): {"contents": "write"},
-    ("promote", "promote"): {"contents": "write", "pull-requests": "write"},
+    ("promote", "promote"): {
+        "contents": "write",
+        "pull-requests": "write",
+        # The argocd/iris-staging commit statuses the promotion gate reads.
+        "statuses": "read",
+    },
     ("e2e", "kind"): {"contents": "read"},
+    # The one rendered-diff comment per pull request.
+    ("diff", "diff"): {"contents": "read", "pull-requests": "write"},
 }
 
 # Files that change the image (release must run) and files that must never start a release.
@@ -50,6 +57,8 @@ IMAGE_INPUTS = [
     "data/v2/data.csv",
 ]
 GITOPS_STATE = [
+    "deploy/release/kustomization.yaml",
+    "deploy/release/release.yaml",
     "deploy/overlays/staging/kustomization.yaml",
     "deploy/overlays/production/kustomization.yaml",
     "deploy/base/deployment.yaml",
@@ -342,6 +351,48 @@ def test_promote_runs_the_gitops_tool_and_opens_a_pull_request() -> None:
     ]
     assert len(app) == 1
     assert app[0]["if"] == "${{ vars.PROMOTE_APP_CLIENT_ID != '' }}"
+
+
+def test_promote_reads_staging_evidence_and_posts_the_tool_s_body() -> None:
+    text = "\n".join(workflow("promote").runs())
+    assert '--github-repo "$GITHUB_REPOSITORY"' in text
+    assert '--pr-body "$RUNNER_TEMP/promotion.md"' in text
+    assert "args+=(--force)" in text
+    assert '--body-file "$body_file"' in text
+    inputs = workflow("promote").triggers["workflow_dispatch"]["inputs"]
+    assert inputs["force"] == {
+        "description": inputs["force"]["description"],
+        "type": "boolean",
+        "default": False,
+    }
+    assert inputs["soak"]["default"] == "10m"
+
+
+def test_diff_runs_on_pull_requests_touching_deploy_argocd_or_the_image_inputs() -> None:
+    paths = workflow("diff").triggers["pull_request"]["paths"]
+    for path in (*GITOPS_STATE, *IMAGE_INPUTS, "gitops/diff.py"):
+        assert any(github_glob_matches(p, path) for p in paths), path
+    assert set(workflow("diff").triggers) == {"pull_request"}
+
+
+def test_diff_renders_with_the_tool_and_keeps_one_comment_per_pull_request() -> None:
+    wf = workflow("diff")
+    text = "\n".join(wf.runs())
+    assert "-m gitops diff --base HEAD^1 --head HEAD --markdown" in text
+    assert '>> "$GITHUB_STEP_SUMMARY"' in text
+    # Sticky: find the comment by the marker the tool writes first, edit it, else create one.
+    assert "startswith" in text
+    assert "--method PATCH" in text
+    assert "--method POST" in text
+    (comment,) = [s for _, s in wf.steps() if "--method PATCH" in s.get("run", "")]
+    # Forks get a read-only token: summary only.
+    assert comment["if"] == "${{ env.FROM_FORK == 'false' }}"
+    assert (
+        wf.jobs["diff"]["env"]["FROM_FORK"]
+        == "${{ github.event.pull_request.head.repo.full_name != github.repository }}"
+    )
+    checkout = [s for _, s in wf.steps() if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkout[0]["with"]["fetch-depth"] == 0
 
 
 # --- kustomize and the kind loop -----------------------------------------------------------------
