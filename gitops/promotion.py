@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from gitops.environments import check_direction, follows_main, read_pin, write_pin
 from gitops.errors import GitOpsError
+from gitops.history import is_ancestor
 from gitops.imageref import ImageRef
 from gitops.kustomization import ImageEntry
 from gitops.release import ReleaseRecord
@@ -154,14 +155,6 @@ class Promotion:
     diff: str
 
 
-def _is_ancestor(repo: Repo, older: str, newer: str) -> bool:
-    try:
-        repo.git("merge-base", "--is-ancestor", older, newer)
-    except GitOpsError:
-        return False
-    return True
-
-
 def _check_source_is_committed(repo: Repo, source: str, target_app: str, candidate: str) -> None:
     dirty = [
         line
@@ -183,7 +176,7 @@ def _check_source_is_committed(repo: Repo, source: str, target_app: str, candida
         repo.git("rev-parse", "--verify", "--quiet", upstream)
     except GitOpsError:
         return  # a clone without that remote branch: nothing to compare with
-    if not _is_ancestor(repo, candidate, upstream):
+    if not is_ancestor(repo, candidate, upstream):
         raise GitOpsError(
             f"{candidate[:12]} is not on {remote}/{branch}: {source} runs only what is pushed "
             f"to {branch}; push it (or fetch, if {remote}/{branch} is out of date) first"
@@ -191,13 +184,13 @@ def _check_source_is_committed(repo: Repo, source: str, target_app: str, candida
 
 
 def _check_forward(repo: Repo, target: str, previous: str, candidate: str) -> None:
-    if previous != candidate and _is_ancestor(repo, candidate, previous):
+    if previous != candidate and is_ancestor(repo, candidate, previous):
         raise GitOpsError(
             f"{target} already runs {previous[:12]}, which is newer than {candidate[:12]}; "
             f"promotion never goes backwards. To undo a promotion, revert it: "
             f"`python -m gitops history {target}` prints the git revert command"
         )
-    if not _is_ancestor(repo, previous, candidate):
+    if not is_ancestor(repo, previous, candidate):
         raise GitOpsError(
             f"{candidate[:12]} does not descend from {previous[:12]}, the commit {target} "
             "runs; promote a commit of main"
