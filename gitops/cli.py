@@ -517,7 +517,11 @@ def _report_promotion(result: Promotion, args: argparse.Namespace, *, quiet: boo
         )
         print("(as a pull request: merging it is the promotion)")
     else:
-        print(f"{result.target}: already at {result.candidate}; nothing to do")
+        pinned = result.previous[:12] if result.previous else "?"
+        print(
+            f"{result.target}: pinned to {pinned}, which renders it exactly as "
+            f"{result.candidate[:12]} would; nothing to do"
+        )
 
 
 def _promotion_json(result: Promotion) -> dict[str, Any]:

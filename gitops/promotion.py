@@ -245,7 +245,6 @@ def promote(
         if previous is not None:
             _check_forward(repo, target, previous, candidate)
         entry = image_at(repo, target, candidate, image_name)
-
         if entry is None:
             raise GitOpsError(f"{target} has no image at {candidate[:12]}")
         try:
@@ -260,7 +259,16 @@ def promote(
             ref,
             label=f"{target} at {candidate[:12]}",
         )
-        evidence = gather_evidence(repo, source, candidate, gate, command)
+        old_text = ""
+        if previous is not None:
+            old_text = render_env(repo, target, previous, command).text
+        # Already there, or a commit that renders the target exactly as its pin does (a
+        # change to docs or to argocd/ only): nothing to write, so nothing to gate.
+        same = previous is not None and (previous == candidate or old_text == new_render.text)
+        if same:
+            evidence = Evidence(status_context(source), None, None, None, gate.soak, gate.now)
+        else:
+            evidence = gather_evidence(repo, source, candidate, gate, command)
         if unknown_pin is not None:
             evidence = replace(
                 evidence, refusal=f"{unknown_pin}; {evidence.refusal or 'no other check failed'}"
@@ -270,14 +278,12 @@ def promote(
                 f"not promoting {candidate[:12]} to {target}: {evidence.refusal} "
                 "(--force promotes anyway and says so in the pull request)"
             )
-        old_text = ""
         commits: tuple[tuple[str, str], ...] = ()
         if previous is not None:
-            old_text = render_env(repo, target, previous, command).text
             log = repo.git("log", "--first-parent", "--format=%H %s", f"{previous}..{candidate}")
             commits = tuple((line[:40], line[41:]) for line in log.splitlines() if line.strip())
         previous_image = None if previous is None else image_at(repo, target, previous, image_name)
-        changed = write_pin(repo, target, candidate) if previous != candidate else False
+        changed = False if same else write_pin(repo, target, candidate)
         return Promotion(
             source=source,
             target=target,
