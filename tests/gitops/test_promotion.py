@@ -288,7 +288,9 @@ def test_force_is_loud_and_recorded_in_the_pull_request_body(origin: Path, tmp_p
             str(tmp_path / "s.json"),
         ).stdout
     )
-    assert (result["forced"], result["changed"]) == (True, False)
+    # Merged: HEAD now renders production exactly as its pin does, so nothing to gate or do.
+    assert (result["forced"], result["changed"]) == (False, False)
+    assert result["evidence"]["refusal"] is None
 
 
 def test_set_image_on_a_pinned_environment_points_to_promotion(repo: Path) -> None:

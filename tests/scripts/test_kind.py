@@ -201,9 +201,9 @@ def test_release_bump_script_pushes_through_the_git_server(
     # A second clone, as Argo CD's repo server makes one, sees the bump on main.
     reader = tmp_path / "reader"
     git("clone", "--quiet", git_daemon, str(reader), cwd=tmp_path)
-    overlay = (reader / "deploy" / "overlays" / "staging" / "kustomization.yaml").read_text()
-    assert DIGEST in overlay
-    assert "sha-0123456789ab" in overlay
+    release = (reader / "deploy" / "release" / "kustomization.yaml").read_text()
+    assert DIGEST in release
+    assert "sha-0123456789ab" in release
 
 
 # --- the scripts' own machinery, run in bash ------------------------------------------------
@@ -554,15 +554,21 @@ def test_add_kind_sizing_refuses_an_overlay_with_transformers_of_its_own(tmp_pat
 def test_gitops_edits_keep_the_kind_sizing(tmp_path: Path) -> None:
     clone = sized_clone(tmp_path)
     shutil.copytree(REPO_ROOT / "argocd", clone / "argocd")
+    git("add", "argocd", cwd=clone)
+    git("commit", "--quiet", "-m", "argocd", cwd=clone)
     name = lib_values("DEPLOY_NAME")["DEPLOY_NAME"]
     ref = f"{name}:sha-0123456789ab@{DIGEST}"
-    for args in (("set-image", "staging", ref), ("promote", "staging", "production")):
-        result = gitops(*args, cwd=clone)
-        assert result.returncode == 0, result.stderr
+    result = gitops("set-image", "staging", ref, cwd=clone)
+    assert result.returncode == 0, result.stderr
+    git("commit", "--quiet", "-am", "staging", cwd=clone)
+    # As up.sh does it: nothing reports commit statuses from kind.
+    result = gitops("promote", "staging", "production", "--force", cwd=clone)
+    assert result.returncode == 0, result.stderr
     for overlay in OVERLAYS:
         text = (clone / "deploy" / "overlays" / overlay / "kustomization.yaml").read_text()
         assert "transformers:\n  - ../../../scripts/kind/sizing" in text
-        assert DIGEST in text
+    # Both overlays take the image from the one release entry.
+    assert DIGEST in (clone / "deploy" / "release" / "kustomization.yaml").read_text()
 
 
 # --- diagnostics --------------------------------------------------------------------------------
