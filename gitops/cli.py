@@ -36,7 +36,12 @@ from gitops.operations import (
 )
 from gitops.prbody import promotion_body
 from gitops.promotion import DEFAULT_SOAK, Gate, Promotion
-from gitops.release import ReleaseRecord, model_from_metadata
+from gitops.release import (
+    RELEASE_KUSTOMIZATION,
+    RELEASE_RECORD,
+    ReleaseRecord,
+    model_from_metadata,
+)
 from gitops.render import KUSTOMIZE_ENV, kustomize_command
 from gitops.repo import Repo
 from gitops.repourl import set_repo
@@ -553,7 +558,11 @@ def _report_set(result: SetImageResult, *, verb: str) -> None:
     workloads = ", ".join(sorted({f"{c.kind}/{c.workload}" for c in result.containers}))
     if result.changed:
         print(f"{result.env}: {verb} {result.ref} in {result.path} (rendered {workloads} runs it)")
-        _commit_and_push([result.path], f"{result.env}: {verb} {result.ref.tag}")
+        # The release record is written with the image entry; they are committed together.
+        paths = (
+            [result.path, RELEASE_RECORD] if result.path == RELEASE_KUSTOMIZATION else [result.path]
+        )
+        _commit_and_push(paths, f"{result.env}: {verb} {result.ref.tag}")
     else:
         print(f"{result.env}: already at {result.ref}; nothing to do")
     if not result.layout_preserved:

@@ -238,7 +238,7 @@ def test_promote_pins_production_to_the_commit_and_it_renders_staging_s_image(
     assert code == 0
     assert "WARNING: --force" in err
     assert out.startswith(f"production: pinned to {released} in argocd/apps/production.yaml")
-    assert "now commit and push it" in out
+    assert "now commit and push: git commit -m 'deploy(production): promote" in out
     assert pin_of(repo, "production") == released
     assert deployed_image(repo, "production") == deployed_image(repo, "staging") == ref(1)
 

@@ -42,7 +42,7 @@ def test_edits_end_with_the_commit_and_push_to_run(
     tag = ImageRef.parse(ref(1)).tag
     assert lines[-1] == (
         f"now commit and push: git commit -m 'staging: set {tag}' "
-        "deploy/overlays/staging/kustomization.yaml && git push"
+        "deploy/release/kustomization.yaml deploy/release/release.yaml && git push"
     )
     # Nothing changed, nothing to push.
     assert main(["-C", str(repo), "set-image", "staging", ref(1)]) == 0
