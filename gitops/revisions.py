@@ -23,7 +23,6 @@ from gitops.release import RELEASE_KUSTOMIZATION, RELEASE_RECORD, ReleaseRecord,
 from gitops.render import render_text
 from gitops.repo import KUSTOMIZATION, OVERLAYS_DIR, Repo
 
-DEPLOY_DIR = "deploy"
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -91,8 +90,12 @@ def matching(record: ReleaseRecord | None, entry: ImageEntry | None) -> ReleaseR
 
 @contextmanager
 def checkout(repo: Repo, rev: str) -> Iterator[Path]:
-    """A temporary directory holding `deploy/` exactly as it was at commit `rev`."""
-    data = repo.git_bytes("archive", "--format=tar", rev, "--", DEPLOY_DIR)
+    """A temporary directory holding the tree exactly as it was at commit `rev`.
+
+    The whole tree, not only deploy/: an overlay may include files from elsewhere in the
+    repository (the kind loop's sizing transformer lives in scripts/kind).
+    """
+    data = repo.git_bytes("archive", "--format=tar", rev)
     scratch = Path(tempfile.mkdtemp(prefix="gitops-rev-"))
     try:
         with tarfile.open(fileobj=io.BytesIO(data)) as archive:
