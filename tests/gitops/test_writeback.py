@@ -18,13 +18,11 @@ import pytest
 from gitops.errors import GitOpsError
 from gitops.repo import Repo
 from gitops.writeback import Proposal, WriteBack, auth_env, write_back
+from harness.git import clone, git, init_origin
 from tests.gitops.support import (
     HOST,
-    clone,
     deployed_image,
-    git,
     gitops,
-    init_origin,
     overlay,
     ref,
 )
