@@ -35,7 +35,8 @@ JOB_PERMISSIONS = {
     ("ci", "image"): {"contents": "read"},
     ("release", "ci"): {"contents": "read"},
     ("release", "image"): {"contents": "read", "id-token": "write", "attestations": "write"},
-    ("release", "bump"): {"contents": "write"},
+    # Pushes with the GitHub App's token, never with GITHUB_TOKEN.
+    ("release", "bump"): {"contents": "read"},
     ("promote", "promote"): {
         "contents": "write",
         "pull-requests": "write",
@@ -229,7 +230,10 @@ def test_the_only_secret_is_the_optional_github_app_key() -> None:
         for wf in all_workflows()
         for match in re.findall(r"secrets\.([A-Za-z0-9_]+)", wf.text)
     }
-    assert secrets == {("promote", "PROMOTE_APP_PRIVATE_KEY")}
+    assert secrets == {
+        ("promote", "PROMOTE_APP_PRIVATE_KEY"),
+        ("release", "GITOPS_APP_PRIVATE_KEY"),
+    }
 
 
 def test_release_authenticates_with_workload_identity_from_repository_variables() -> None:
@@ -246,11 +250,11 @@ def test_release_authenticates_with_workload_identity_from_repository_variables(
         "create_credentials_file": False,
     }
     used = set(re.findall(r"vars\.([A-Z_]+)", workflow("release").text))
-    assert used == set(REPOSITORY_VARIABLES)
+    assert used == {*REPOSITORY_VARIABLES, "GITOPS_APP_CLIENT_ID"}
 
 
 def test_checkout_keeps_no_token_except_in_the_jobs_that_push() -> None:
-    pushing = {("release", "bump"), ("promote", "promote")}
+    pushing = {("promote", "promote")}
     for wf in all_workflows():
         for job_id, step in wf.steps():
             if not step.get("uses", "").startswith("actions/checkout@"):
