@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from typing import Any
 
@@ -109,3 +110,33 @@ def test_the_staging_overlay_is_not_owned_so_a_bump_needs_no_review() -> None:
     assert owner_of("deploy/overlays/staging/kustomization.yaml") == []
     assert owner_of("deploy/overlays/production/kustomization.yaml") != []
     assert owner_of("deploy/overlays/production/HOLD") != []
+
+
+def test_the_release_bump_installs_only_the_hashed_gitops_lock_before_minting_its_token() -> None:
+    steps = workflow("release").jobs["bump"]["steps"]
+    app = "actions/create-github-app-token@"
+    (mint,) = [i for i, s in enumerate(steps) if s.get("uses", "").startswith(app)]
+    installs = []
+    for step in steps[:mint]:
+        if step.get("uses", "").startswith("actions/setup-python@"):
+            # A pip cache restored from another run is code this job did not verify.
+            assert "cache" not in step.get("with", {})
+        if step.get("uses", "").startswith("actions/checkout@"):
+            assert step["with"]["persist-credentials"] is False
+        for line in step.get("run", "").replace("\\\n", " ").splitlines():
+            line = " ".join(line.split())
+            if re.search(r"\b(pip|uv|npm|apt-get|apt|make|curl|wget|install)\b", line):
+                installs.append(line)
+    assert installs == [
+        "python -m pip install --disable-pip-version-check --require-hashes "
+        "--only-binary=:all: --no-deps -r requirements/gitops.lock",
+        "python -m pip check",
+        'scripts/install-kustomize.sh "$RUNNER_TEMP/bin"',
+    ]
+    # After the token exists: one step, one command, and it alone receives the token.
+    after = steps[mint + 1 :]
+    assert len(after) == 1
+    assert after[0]["run"].strip() == 'scripts/release/bump-staging.sh "$IMAGE_REF"'
+    holders = [s for s in steps if "steps.app.outputs.token" in json.dumps(s.get("env", {}))]
+    assert holders == after
+    assert workflow("release").jobs["bump"]["environment"] == "gitops"
