@@ -119,6 +119,13 @@ def test_every_lock_entry_is_an_exact_pin_with_hashes(
     assert not unhashed, f"{lock}.lock has entries without --hash: {unhashed}"
 
 
+@pytest.mark.parametrize("lock", LOCKS)
+def test_lock_names_only_paths_inside_the_repository(repo_root: Path, lock: str) -> None:
+    text = (repo_root / "requirements" / f"{lock}.lock").read_text(encoding="utf-8")
+    # Annotations such as "# via -c <file>" must not record where `make lock` staged files.
+    assert not re.findall(r"(?<![\w.])/[\w.-]+/", text), f"{lock}.lock names an absolute path"
+
+
 @pytest.mark.parametrize("lock", INSTALLED_HERE)
 def test_lock_is_exactly_the_closure_of_its_inputs(
     repo_root: Path, locks: dict[str, dict[str, Pin]], lock: str
