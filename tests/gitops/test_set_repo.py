@@ -74,7 +74,10 @@ def test_set_repo_rewrites_every_source_and_nothing_else(
         for doc in yaml.safe_load_all(path.read_text()):
             if doc["kind"] == "Application":
                 assert doc["spec"]["source"]["repoURL"] == FORK
-            else:
+            elif doc["kind"] == "AppProject" and doc["metadata"]["name"] == "default":
+                # Argo CD's built-in project stays empty: it allows no repository at all.
+                assert doc["spec"]["sourceRepos"] == []
+            elif doc["kind"] == "AppProject":
                 assert doc["spec"]["sourceRepos"] == [FORK]
     # Running it again is a no-op.
     assert main(["-C", str(argocd_repo), "set-repo", FORK]) == 0
@@ -118,7 +121,8 @@ def test_set_repo_accepts_every_url_form_argo_cd_clones(
     capsys.readouterr()
     for path in (argocd_repo / "argocd").rglob("*.yaml"):
         assert PLACEHOLDER not in path.read_text()
-        assert url in path.read_text()
+    for path in [argocd_repo / "argocd" / "root.yaml", *(argocd_repo / "argocd/apps").glob("*")]:
+        assert url in path.read_text(), path
 
 
 def test_set_repo_refuses_manifests_that_disagree(
