@@ -131,7 +131,8 @@ def make_serve_answer(
     """`make serve` on the fresh tree, as the README's first command, and one prediction."""
     port = free_port()
     log = tmp_path_factory.mktemp("make-serve") / "make-serve.log"
-    env = {**user_environment(), "IRIS_PORT": str(port)}
+    # A metrics port of its own too: the default 9090 may be another server's on this host.
+    env = {**user_environment(), "IRIS_PORT": str(port), "IRIS_METRICS_PORT": str(free_port())}
     server = Server(["make", "serve"], fresh_tree, env, log)
     try:
         yield server.answer(port, INSTALL_TIMEOUT)
@@ -168,7 +169,12 @@ def test_the_serve_lock_alone_serves_the_model_make_serve_trained(
     assert missing.returncode != 0
     port = free_port()
     artifact = fresh_tree / "artifacts" / "model"
-    serve_env = {**env, "IRIS_PORT": str(port), "IRIS_MODEL_DIR": str(artifact)}
+    serve_env = {
+        **env,
+        "IRIS_PORT": str(port),
+        "IRIS_METRICS_PORT": str(free_port()),
+        "IRIS_MODEL_DIR": str(artifact),
+    }
     server = Server([python, "-m", "service"], fresh_tree, serve_env, tmp_path / "serve.log")
     try:
         assert server.answer(port, 120)["species"] == "setosa"
