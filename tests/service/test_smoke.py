@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from harness.servers import ServiceServer
 from service.smoke import main
-from tests.service.conftest import ServerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 
 def test_smoke_passes_against_the_service_serving_the_same_artifact(
-    server: ServerProcess, trained_artifact_dir: Path, capsys: pytest.CaptureFixture[str]
+    server: ServiceServer, trained_artifact_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = run(capsys, server.base_url, "--model-dir", str(trained_artifact_dir))
     assert (code, err) == (0, "")
@@ -48,7 +48,7 @@ def test_smoke_passes_against_the_service_serving_the_same_artifact(
 
 
 def test_smoke_fails_when_the_service_answers_with_another_model(
-    server: ServerProcess,
+    server: ServiceServer,
     trained_artifact_dir: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -63,7 +63,7 @@ def test_smoke_fails_when_the_service_answers_with_another_model(
 
 
 def test_smoke_fails_when_a_prediction_differs_from_training(
-    server: ServerProcess,
+    server: ServiceServer,
     trained_artifact_dir: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
