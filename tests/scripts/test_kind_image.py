@@ -271,9 +271,10 @@ def test_the_reference_recorded_is_the_digest_the_registry_serves(
         check=False,
     )
     assert set_image.returncode == 0, set_image.stderr
-    overlay = (project / "deploy" / "overlays" / "staging" / "kustomization.yaml").read_text()
-    assert f"digest: {digest}" in overlay
-    assert f"newTag: {tag}" in overlay
+    # Both overlays read the image from the one release component (docs/gitops.md).
+    release = (project / "deploy" / "release" / "kustomization.yaml").read_text()
+    assert f"digest: {digest}" in release
+    assert f"newTag: {tag}" in release
 
     # Again for the same commit: the pushed image is reused, not rebuilt.
     again, _ = run_image_step(copy, port, tmp_path)
