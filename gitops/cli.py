@@ -109,17 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     cmd.add_argument("env", help=f"environment (only {PROMOTION_ORDER[0]} takes images directly)")
     cmd.add_argument("ref", help=_REF_HELP)
-    cmd.add_argument(
-        "--metadata",
-        type=Path,
-        metavar="FILE",
-        help="the image's model metadata.json (or its artifact directory), for the release record",
-    )
-    cmd.add_argument(
-        "--source-commit",
-        metavar="SHA",
-        help="the commit the image was built from, for the release record",
-    )
+    add_release_record_arguments(cmd, from_github_sha=False)
 
     cmd = commands.add_parser(
         "bump",
@@ -133,18 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     cmd.add_argument("env", help="environment (an overlay directory name)")
     cmd.add_argument("ref", help=_REF_HELP)
-    cmd.add_argument(
-        "--metadata",
-        type=Path,
-        metavar="FILE",
-        help="the image's model metadata.json (or its artifact directory), for the release record",
-    )
-    cmd.add_argument(
-        "--source-commit",
-        default=os.environ.get("GITHUB_SHA") or None,
-        metavar="SHA",
-        help="the commit the image was built from (default: $GITHUB_SHA), for the release record",
-    )
+    add_release_record_arguments(cmd, from_github_sha=True)
     cmd.add_argument(
         "--force",
         action="store_true",
@@ -234,6 +213,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     cmd.add_argument("url", help="e.g. https://github.com/<you>/iris-gitops.git")
     return parser
+
+
+def add_release_record_arguments(cmd: argparse.ArgumentParser, *, from_github_sha: bool) -> None:
+    """--metadata and --source-commit: what set-image and bump write into the release record."""
+    cmd.add_argument(
+        "--metadata",
+        type=Path,
+        metavar="FILE",
+        help="the image's model metadata.json (or its artifact directory), for the release record",
+    )
+    default_help = " (default: $GITHUB_SHA)" if from_github_sha else ""
+    cmd.add_argument(
+        "--source-commit",
+        default=(os.environ.get("GITHUB_SHA") or None) if from_github_sha else None,
+        metavar="SHA",
+        help=f"the commit the image was built from{default_help}, for the release record",
+    )
 
 
 def add_write_back_arguments(cmd: argparse.ArgumentParser) -> None:
