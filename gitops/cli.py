@@ -46,7 +46,14 @@ from gitops.render import KUSTOMIZE_ENV, kustomize_command
 from gitops.repo import Repo
 from gitops.repourl import set_repo
 from gitops.revisions import resolve
-from gitops.statuses import GitHubStatuses, RecordedStatuses, StatusSource
+from gitops.statuses import (
+    KUBECTL_ENV,
+    ArgoCDApplication,
+    GitHubStatuses,
+    RecordedStatuses,
+    StatusSource,
+    application_name,
+)
 from gitops.writeback import ACTIONS_BOT, Edit, Identity, WriteBack, Written, write_back
 
 # The only way to hand the tool a token: never a flag, which process listings show. main()
@@ -172,6 +179,15 @@ def _parser() -> argparse.ArgumentParser:
         "--force",
         action="store_true",
         help="promote even without the evidence (loud; recorded in the pull request body)",
+    )
+    cmd.add_argument(
+        "--evidence",
+        choices=("github", "argocd"),
+        default="github",
+        help="github (default): the commit status Argo CD Notifications set, read from GitHub "
+        "or --statuses-file; argocd: FROM's Application read from the cluster with kubectl "
+        f"(${KUBECTL_ENV}, e.g. 'kubectl --context kind-iris'), for clusters that cannot reach "
+        "GitHub",
     )
     source = cmd.add_mutually_exclusive_group()
     source.add_argument(
@@ -479,6 +495,10 @@ def _duration(text: str) -> timedelta:
 
 
 def _statuses(args: argparse.Namespace) -> StatusSource | None:
+    if args.evidence == "argocd":
+        if args.statuses_file is not None:
+            raise GitOpsError("--statuses-file is GitHub's evidence; drop it or --evidence argocd")
+        return ArgoCDApplication(application_name(args.source))
     if args.statuses_file is not None:
         return RecordedStatuses(args.statuses_file)
     if args.github_repo:

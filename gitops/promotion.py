@@ -23,7 +23,7 @@ from gitops.release import ReleaseRecord
 from gitops.render import parse_rendered, verify_image
 from gitops.repo import Repo
 from gitops.revisions import image_at, matching, record_at, render_env, resolve
-from gitops.statuses import CommitStatus, StatusSource, latest
+from gitops.statuses import CommitStatus, StatusSource, application_name, latest
 
 DEFAULT_SOAK = timedelta(minutes=10)
 # How far back from the candidate to look for the newest status: the commits since staging's
@@ -33,7 +33,7 @@ _MAX_WALK = 50
 
 def status_context(env: str) -> str:
     """The commit status Argo CD Notifications sets for `env` (argocd/install/notifications)."""
-    return f"argocd/iris-{env}"
+    return f"argocd/{application_name(env)}"
 
 
 def format_age(delta: timedelta) -> str:
@@ -89,7 +89,7 @@ def gather_evidence(
             None,
             None,
             "no source of commit statuses: pass --github-repo OWNER/NAME (in GitHub Actions it "
-            "defaults to $GITHUB_REPOSITORY) or --statuses-file FILE",
+            "defaults to $GITHUB_REPOSITORY), --statuses-file FILE or --evidence argocd",
         )
     walk = repo.git("rev-list", "--first-parent", f"--max-count={_MAX_WALK}", candidate).split()
     for sha in walk:
@@ -100,8 +100,8 @@ def gather_evidence(
         return result(
             None,
             None,
-            f"no {context} status on {candidate[:12]} or the {len(walk) - 1} commits before it: "
-            f"{source} has not reported a deployment (Argo CD Notifications, docs/gitops.md)",
+            f"no {context} status on {candidate[:12]} or the {len(walk) - 1} commits before it "
+            f"in {gate.statuses.where}: {source} has not reported a deployment of it",
         )
     # Identical deploy/ trees render identically; only a change there needs two renders.
     if sha != candidate and repo.git("diff", "--name-only", sha, candidate, "--", "deploy"):
