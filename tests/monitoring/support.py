@@ -1,13 +1,17 @@
-"""What the monitoring tests share: the kept CRDs, the rule groups, and PromQL's metric names."""
+"""What the monitoring tests share: the kept CRDs, the rule groups, the dashboard's queries,
+PromQL's metric names and the samples of a text exposition."""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.parser import text_string_to_metric_families
 
 from service import metrics
 
@@ -82,3 +86,34 @@ def metric_names(expr: str) -> set[str]:
             continue
         names.add(word)
     return names
+
+
+def dashboard() -> dict[str, Any]:
+    """monitoring/dashboard.json."""
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return loaded
+
+
+def dashboard_queries(node: object) -> Iterator[str]:
+    """Every PromQL query (`prometheusQuery`) anywhere in a dashboard, in order."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "prometheusQuery":
+                yield value
+            else:
+                yield from dashboard_queries(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from dashboard_queries(item)
+
+
+SeriesKey = tuple[str, frozenset[tuple[str, str]]]
+
+
+def samples(text: str) -> dict[SeriesKey, float]:
+    """Every sample of a Prometheus text exposition, keyed by sample name and labels."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }

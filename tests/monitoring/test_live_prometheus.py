@@ -33,13 +33,21 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.parser import text_string_to_metric_families
 
 from harness.http import request, try_request
 from harness.ports import free_port
 from harness.servers import Server, ServiceServer, start_service
 from service.routes import ROUTES
-from tests.monitoring.support import REPO_ROOT, RULE_FILE, alerts, recorded
+from tests.monitoring.support import (
+    REPO_ROOT,
+    RULE_FILE,
+    SeriesKey,
+    alerts,
+    dashboard,
+    dashboard_queries,
+    recorded,
+    samples,
+)
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = [
@@ -127,22 +135,10 @@ def _answered_species(path: str, body: bytes) -> list[str]:
     return list(labels["data"])
 
 
-SeriesKey = tuple[str, frozenset[tuple[str, str]]]
-
-
-def _parse(text: str) -> dict[SeriesKey, float]:
-    """Every sample of a text exposition, keyed by sample name and labels."""
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def _prediction_requests(samples: Mapping[SeriesKey, float]) -> dict[tuple[str, str], float]:
+def _prediction_requests(exposed: Mapping[SeriesKey, float]) -> dict[tuple[str, str], float]:
     """Requests answered on the prediction routes, by (route, status)."""
     counts: dict[tuple[str, str], float] = {}
-    for (name, frozen), value in samples.items():
+    for (name, frozen), value in exposed.items():
         labels = dict(frozen)
         if name == "iris_http_requests_total" and labels["route"] in PREDICTION_ROUTES:
             assert labels["method"] == "POST"
@@ -150,10 +146,10 @@ def _prediction_requests(samples: Mapping[SeriesKey, float]) -> dict[tuple[str, 
     return counts
 
 
-def _histogram(samples: Mapping[SeriesKey, float], name: str, le: str | None = None) -> float:
+def _histogram(exposed: Mapping[SeriesKey, float], name: str, le: str | None = None) -> float:
     """Sum of a duration histogram sample over the successful prediction requests."""
     total = 0.0
-    for (sample, frozen), value in samples.items():
+    for (sample, frozen), value in exposed.items():
         labels = dict(frozen)
         if sample != name or labels.get("le") != le:
             continue
@@ -295,12 +291,12 @@ def _requests_per_worker(service: ServiceServer, workdir: Path) -> dict[int, flo
         shutil.copy(service.metrics_dir / f"counter_{pid}.db", alone)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(alone))  # type: ignore[no-untyped-call]
-        samples = {
+        own = {
             (sample.name, frozenset(sample.labels.items())): sample.value
             for family in registry.collect()
             for sample in family.samples
         }
-        counts[pid] = sum(_prediction_requests(samples).values())
+        counts[pid] = sum(_prediction_requests(own).values())
     return counts
 
 
@@ -342,13 +338,13 @@ def live(tmp_path_factory: pytest.TempPathFactory, trained_artifact_dir: Path) -
             lambda: True if len(prometheus.query(zero)) == len(FLOWERS) else None,
         )
         _send(service, PRIMING, live.species)
-        live.baseline = _parse(service.metrics()[1].decode())
+        live.baseline = samples(service.metrics()[1].decode())
         prometheus.wait_scraped(_prediction_requests(live.baseline))
         started = time.monotonic()
         _send(service, MEASURED, live.species)
         for _ in range(5):
             service.get("/readyz")  # probes: no prediction route, in no SLI
-        live.final = _parse(service.metrics()[1].decode())
+        live.final = samples(service.metrics()[1].decode())
         last_scrape = prometheus.wait_scraped(_prediction_requests(live.final))
         record = f'namespace:iris_prediction_requests:rate5m{{namespace="{NAMESPACE}"}}'
         live.at = prometheus.poll(
@@ -476,3 +472,8 @@ def test_live_rule_file_changes_only_the_group_intervals() -> None:
     assert [group["rules"] for group in live] == [group["rules"] for group in shipped]
     assert all("interval" not in group for group in live)
     assert any("interval" in group for group in shipped)
+
+
+def test_every_dashboard_query_returns_data_from_the_live_prometheus(live: Live) -> None:
+    empty = [query for query in dashboard_queries(dashboard()) if not live.prometheus.query(query)]
+    assert empty == []
