@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
-from bench.config import BENCH_VENV, REPO_ROOT, Config
+from bench.config import BENCH_VENV, Config
 from harness.ports import free_port
-from harness.servers import Server, service_server
+from harness.servers import RAW_ASGI, Server, baseline_server, service_server
 
 BASELINES = {
-    "raw-asgi": "bench.apps.raw_asgi:app",
+    "raw-asgi": RAW_ASGI,
     "tutorial": "bench.apps.tutorial:app",
     "tidy": "bench.apps.tidy:app",
 }
@@ -51,23 +50,6 @@ def mlserver_dir(workdir: Path, model_dir: Path, port: int, workers: int) -> Pat
     return root
 
 
-def baseline(name: str, target: str, workdir: Path, model_dir: Path) -> Server:
-    """A baseline app under gunicorn with the service's own options."""
-    port = free_port()
-    return Server(
-        name=name,
-        argv=[sys.executable, "-m", "bench.serve", target],
-        port=port,
-        env={
-            "IRIS_MODEL_DIR": str(model_dir),
-            "IRIS_PORT": str(port),
-            "PYTHONDONTWRITEBYTECODE": "1",
-        },
-        cwd=REPO_ROOT,
-        log_path=workdir / f"{name}.log",
-    )
-
-
 def mlserver(cfg: Config, workdir: Path, model_dir: Path) -> Server:
     """MLServer as its users start it, on the same model file."""
     port = free_port()
@@ -88,7 +70,7 @@ def build_servers(cfg: Config, workdir: Path, model_dir: Path) -> dict[str, Serv
     # here as to a container log); the baselines log no requests at all.
     servers: dict[str, Server] = {"iris-api": service_server(model_dir, workdir)}
     for name, target in BASELINES.items():
-        servers[name] = baseline(name, target, workdir, model_dir)
+        servers[name] = baseline_server(name, target, workdir, model_dir)
     if "mlserver" not in cfg.skip:
         servers["mlserver"] = mlserver(cfg, workdir, model_dir)
     return {name: server for name, server in servers.items() if name not in cfg.skip}

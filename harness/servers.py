@@ -3,6 +3,8 @@
 `service_server` is the one way tests, bench and reliability start the prediction
 service: `python -m service` on a free loopback port, JSON logs to a file, its own
 metrics directory. `start_service` also waits until every worker serves.
+`baseline_server` starts one of the benchmark's comparison apps (bench/apps) the same
+way; `make bench` and `make reliability` both measure against the raw-ASGI one.
 """
 
 from __future__ import annotations
@@ -209,6 +211,29 @@ def service_server(
         metrics_dir=Path(environment["IRIS_METRICS_DIR"]),
         metrics_port=int(environment["IRIS_METRICS_PORT"]),
         expected_workers=int(environment.get("IRIS_WORKERS", "2")),
+    )
+
+
+RAW_ASGI = "bench.apps.raw_asgi:app"
+"""The HTTP ceiling: a bare ASGI app under the service's gunicorn options."""
+
+
+def baseline_server(name: str, target: str, workdir: Path, model_dir: Path) -> Server:
+    """An ASGI app (`module:attribute`) under gunicorn with the service's own options
+    (`python -m bench.serve`), on a free loopback port, not started yet."""
+    port = free_port()
+    return Server(
+        name=name,
+        argv=[sys.executable, "-m", "bench.serve", target],
+        port=port,
+        env={
+            "PYTHONPATH": str(REPO_ROOT),
+            "IRIS_MODEL_DIR": str(model_dir),
+            "IRIS_PORT": str(port),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        },
+        cwd=REPO_ROOT,
+        log_path=workdir / f"{name}.log",
     )
 
 

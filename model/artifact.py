@@ -7,25 +7,29 @@ the estimator (a `KeyError` on the first request, a crash-looping pod) or, worse
 and predict differently. The only fix is to retrain in the serving environment, which
 the message says.
 
-Only load artifacts you built: unpickling runs code from the file.
+Only load artifacts you built: unpickling runs code from the file. `check` makes every
+check that needs no unpickling, without importing scikit-learn or joblib (the versions
+come from the installed packages' metadata), so a bad artifact is refused in the time it
+takes to read two files; `fast_predictor` serves an artifact whose fitted arrays were
+exported at training (model.fastpath) without unpickling it at all.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import platform
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import joblib
-import numpy as np
-import sklearn
+from typing import TYPE_CHECKING, Any
 
 from model.data import CLASS_NAMES, FEATURE_NAMES
+
+if TYPE_CHECKING:
+    from model.fastpath import LinearSoftmaxPredictor
 
 __all__ = [
     "CLASS_NAMES",
@@ -36,6 +40,8 @@ __all__ = [
     "Artifact",
     "ArtifactError",
     "Metadata",
+    "check",
+    "fast_predictor",
     "load",
     "runtime_versions",
     "save",
@@ -78,6 +84,9 @@ class Metadata:
     # Rows with the probabilities the model gave at training time; `load` checks that
     # the loaded model still gives them.
     reference_predictions: list[dict[str, Any]] = field(default_factory=list)
+    # The fitted arrays (model.fastpath), when the estimator has a fast path: the service
+    # predicts from them without scikit-learn or unpickling. Absent: served from the pickle.
+    fast_path: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The metadata as a JSON-serialisable dict."""
@@ -94,13 +103,15 @@ class Artifact:
 
 
 def runtime_versions() -> dict[str, str]:
-    """Versions of Python and the model libraries in this process."""
-    return {
-        "python": platform.python_version(),
-        "scikit-learn": sklearn.__version__,
-        "numpy": np.__version__,
-        "joblib": joblib.__version__,
-    }
+    """Versions of Python and of the model libraries installed for this interpreter.
+
+    Read from the packages' metadata rather than from the modules, so that checking an
+    artifact imports none of them (scikit-learn alone takes most of the service's start).
+    """
+    versions = {"python": platform.python_version()}
+    for library in EXACT_LIBRARIES:
+        versions[library] = importlib.metadata.version(library)
+    return versions
 
 
 def model_version(
@@ -119,6 +130,8 @@ def save(directory: Path, estimator: Any, metadata: Metadata) -> None:
 
     `metadata.model_sha256` is filled in here from the written model file.
     """
+    import joblib
+
     directory = directory.resolve()
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
@@ -137,15 +150,15 @@ def save(directory: Path, estimator: Any, metadata: Metadata) -> None:
         raise
 
 
-def load(directory: Path) -> Artifact:
-    """Load and verify an artifact; raise ArtifactError naming the problem and the fix.
+def check(directory: Path) -> Metadata:
+    """Every check of the artifact that needs no unpickling; its metadata, or ArtifactError.
 
     Checks, in order: the directory holds exactly model.joblib and metadata.json; the
     metadata follows the schema; Python (major.minor), scikit-learn, numpy and joblib
-    equal the running versions; feature and class names are the ones the service
+    equal the installed versions; feature and class names are the ones the service
     expects; model.joblib has the recorded sha256 (so a truncated or corrupted file is
-    caught before unpickling); the model unpickles into a fitted classifier of the
-    expected shape; and it reproduces the reference predictions recorded at training.
+    caught before unpickling); exported fitted arrays, if any, have the expected form.
+    Imports neither scikit-learn nor joblib.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -178,6 +191,23 @@ def load(directory: Path) -> Artifact:
             f"{model_path} is corrupted or truncated (sha256 {digest[:12]}..., metadata records "
             f"{metadata.model_sha256[:12]}...); {RETRAIN_HINT}"
         )
+    if metadata.fast_path is not None:
+        _fast_path_of(directory, metadata)
+    return metadata
+
+
+def load(directory: Path) -> Artifact:
+    """Load and verify an artifact; raise ArtifactError naming the problem and the fix.
+
+    After `check`: the model unpickles into a fitted classifier of the expected shape; it
+    reproduces the reference predictions recorded at training; and exported fitted
+    arrays, if any, give its predictions on probe rows.
+    """
+    directory = Path(directory)
+    metadata = check(directory)
+    model_path = directory / MODEL_FILE
+    import joblib
+
     try:
         estimator = joblib.load(model_path)
     except Exception as exc:  # any unpickling failure means the same thing to the caller
@@ -186,7 +216,49 @@ def load(directory: Path) -> Artifact:
         ) from exc
 
     _check_estimator(model_path, estimator, metadata)
+    if metadata.fast_path is not None:
+        from model import fastpath
+
+        fast = _fast_path_of(directory, metadata)
+        reference = [ref["features"] for ref in metadata.reference_predictions]
+        if not fastpath.agrees_with_estimator(fast, estimator, fastpath.probe_rows(reference)):
+            raise ArtifactError(
+                f"{directory / METADATA_FILE}: the exported fitted arrays (fast_path) do not "
+                f"give the predictions of {model_path}; {RETRAIN_HINT}"
+            )
     return Artifact(estimator=estimator, metadata=metadata, path=directory)
+
+
+def fast_predictor(directory: Path, metadata: Metadata) -> LinearSoftmaxPredictor | None:
+    """The predictor of the artifact's exported arrays, checked against the reference
+    predictions recorded at training; None when the artifact has no usable export (no
+    arrays, or no reference rows to check them on), so it must be served from the pickle.
+
+    `metadata` is what `check(directory)` returned. Raises ArtifactError when the arrays
+    do not reproduce the recorded predictions.
+    """
+    if metadata.fast_path is None or not metadata.reference_predictions:
+        return None
+    from model import fastpath
+
+    fast = _fast_path_of(directory, metadata)
+    if not fastpath.reproduces(fast, metadata.reference_predictions):
+        raise ArtifactError(
+            f"{directory / METADATA_FILE}: the exported fitted arrays (fast_path) do not "
+            f"reproduce the predictions recorded at training time; {RETRAIN_HINT}"
+        )
+    return fast
+
+
+def _fast_path_of(directory: Path, metadata: Metadata) -> LinearSoftmaxPredictor:
+    from model import fastpath  # and numpy: only once every cheaper check has passed
+
+    try:
+        return fastpath.from_arrays(metadata.fast_path)
+    except fastpath.FastPathError as exc:
+        raise ArtifactError(
+            f"{directory / METADATA_FILE}: field 'fast_path' {exc}; {RETRAIN_HINT}"
+        ) from None
 
 
 def _missing_hint(directory: Path) -> str:
@@ -228,12 +300,16 @@ def _read_metadata(path: Path) -> Metadata:
         "model_sha256": str,
         "reference_predictions": list,
     }
+    optional: dict[str, type] = {"fast_path": dict}
+    for key, optional_kind in optional.items():
+        if raw.get(key) is not None and not isinstance(raw[key], optional_kind):
+            raise ArtifactError(f"{path}: field {key!r} has the wrong type; {RETRAIN_HINT}")
     for key, kind in types.items():
         if key not in raw:
             raise ArtifactError(f"{path} lacks the field {key!r}; {RETRAIN_HINT}")
         if not isinstance(raw[key], kind):
             raise ArtifactError(f"{path}: field {key!r} has the wrong type; {RETRAIN_HINT}")
-    unknown = sorted(set(raw) - set(types) - {"schema_version"})
+    unknown = sorted(set(raw) - set(types) - set(optional) - {"schema_version"})
     if unknown:
         raise ArtifactError(f"{path} has unknown field(s) {', '.join(unknown)}; {RETRAIN_HINT}")
     return Metadata(**raw)
@@ -281,6 +357,8 @@ def _check_estimator(path: Path, estimator: Any, metadata: Metadata) -> None:
         raise ArtifactError(f"{path} has classes {list(estimator.classes_)}; {RETRAIN_HINT}")
     if not metadata.reference_predictions:
         return
+    import numpy as np
+
     rows = np.asarray([ref["features"] for ref in metadata.reference_predictions], dtype=np.float64)
     expected = np.asarray([ref["probabilities"] for ref in metadata.reference_predictions])
     actual = estimator.predict_proba(rows)

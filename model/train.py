@@ -25,6 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
 
+from model import fastpath
 from model.artifact import (
     SCHEMA_VERSION,
     ArtifactError,
@@ -194,6 +195,7 @@ def train(
     params = {key: value for key, value in sorted(estimator.get_params().items())}
     versions = runtime_versions()
     name = type(estimator).__name__
+    references = reference_predictions(estimator, dataset)
     metadata = Metadata(
         schema_version=SCHEMA_VERSION,
         model_version=model_version(dataset.sha256, name, params, versions),
@@ -207,7 +209,10 @@ def train(
         metrics=metrics,
         versions=versions,
         model_sha256="",
-        reference_predictions=reference_predictions(estimator, dataset),
+        reference_predictions=references,
+        # Exported only if the arrays reproduce the estimator on probe rows; without
+        # them the service unpickles the estimator and predicts through scikit-learn.
+        fast_path=fastpath.export(estimator, [ref["features"] for ref in references]),
     )
     save(out / "model", estimator, metadata)
     return metadata

@@ -170,8 +170,8 @@ def _load(settings: Settings) -> ServedModel:
                 "inference": model.predictor.name,
                 "model_dir": str(settings.model_dir),
                 # Which data the served model learnt from: `make train DATA=...` changes it.
-                "data_path": model.artifact.metadata.data_path,
-                "trained_at": model.artifact.metadata.trained_at,
+                "data_path": model.metadata.data_path,
+                "trained_at": model.metadata.trained_at,
                 "load_ms": round(model.load_seconds * 1000, 1),
                 "pid": os.getpid(),
             }

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from model.artifact import CLASS_NAMES, Artifact, load
+from model.artifact import CLASS_NAMES, Metadata, check, fast_predictor, load
 from service import codecs, metrics
 from service.errors import ModelNotFoundError, NotReadyError
 from service.inference import Indices, Predictor, Probabilities, Rows, make_predictor
@@ -26,12 +26,23 @@ from service.schemas import V2_INPUT_NAME, V2_MODEL_NAME, VersionInfo
 
 
 class ServedModel:
-    """A loaded artifact with its predictor: everything a request needs, built once."""
+    """A checked artifact with its predictor: everything a request needs, built once.
 
-    def __init__(self, artifact: Artifact, predictor: Predictor, load_seconds: float = 0.0) -> None:
-        self.artifact = artifact
+    `estimator` is the unpickled estimator, or None when the predictor works from the
+    fitted arrays exported into the artifact (the model file is then never unpickled).
+    """
+
+    def __init__(
+        self,
+        metadata: Metadata,
+        predictor: Predictor,
+        estimator: Any = None,
+        load_seconds: float = 0.0,
+    ) -> None:
+        self.metadata = metadata
         self.predictor = predictor
-        self.version = artifact.metadata.model_version
+        self.estimator = estimator
+        self.version = metadata.model_version
         self.load_seconds = load_seconds
         self._per_class = [metrics.PREDICTIONS.labels(name) for name in CLASS_NAMES]
 
@@ -52,15 +63,25 @@ class ServedModel:
 
 
 def load_model(model_dir: Path) -> ServedModel:
-    """Load and verify the artifact (model.artifact.load) and pick its predictor.
+    """Check the artifact and pick its predictor, unpickling only when it must.
 
+    Every check that needs no unpickling comes first (model.artifact.check), without
+    importing scikit-learn. An artifact with exported fitted arrays is then served from
+    them (model.artifact.fast_predictor); any other is unpickled and verified
+    (model.artifact.load) and served through service.inference.make_predictor.
     Raises model.artifact.ArtifactError when the artifact cannot be served.
     """
     started = time.perf_counter()
+    metadata = check(model_dir)
+    fast = fast_predictor(model_dir, metadata)
+    if fast is not None:
+        return ServedModel(metadata, fast, None, time.perf_counter() - started)
     artifact = load(model_dir)
     reference = [ref["features"] for ref in artifact.metadata.reference_predictions]
     predictor = make_predictor(artifact.estimator, reference)
-    return ServedModel(artifact, predictor, time.perf_counter() - started)
+    return ServedModel(
+        artifact.metadata, predictor, artifact.estimator, time.perf_counter() - started
+    )
 
 
 @dataclass
@@ -121,7 +142,7 @@ class DataPlane:
             git_revision=self.git_revision,
             model_version=model.version,
             inference=model.predictor.name,
-            model=model.artifact.metadata.to_dict(),
+            model=model.metadata.to_dict(),
         )
         return info.model_dump_json().encode()
 

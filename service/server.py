@@ -11,6 +11,7 @@ import gc
 import importlib.abc
 import importlib.machinery
 import logging
+import logging.config
 import os
 import shutil
 import sys
@@ -265,6 +266,28 @@ def _application(settings: Settings) -> Any:
     return IrisServer()
 
 
+def artifact_acceptable(settings: Settings) -> bool:
+    """Every check of the artifact short of unpickling it, before gunicorn, the app and
+    their libraries are imported; False, with the one log line gunicorn's master would
+    write, when the artifact cannot be served.
+
+    A bad artifact (missing, from other library versions, other classes, a corrupted
+    model file, ...) is so refused in the time Python takes to start and read two
+    files, well before any server could: model.artifact.check imports neither
+    scikit-learn nor joblib (nor, to refuse, numpy). The master loads the artifact
+    (and repeats these checks, a millisecond) once it holds its address.
+    """
+    from model.artifact import ArtifactError, check
+
+    try:
+        check(settings.model_dir)
+    except ArtifactError as exc:
+        logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
+        logging.getLogger("iris").error("cannot serve the model: %s", exc)
+        return False
+    return True
+
+
 def main() -> int:
     """Start the server; returns gunicorn's exit status (non-zero when a worker cannot boot).
 
@@ -277,6 +300,8 @@ def main() -> int:
     except ValidationError as exc:
         print(f"invalid IRIS_* configuration:\n{exc}", file=sys.stderr)  # noqa: T201
         return 2
+    if not artifact_acceptable(settings):
+        return BAD_ARTIFACT_EXIT
     metrics_dir, temporary = prepare_metrics_dir(settings)
     os.environ[MULTIPROC_ENV] = str(metrics_dir)
     keep_pandas_out()

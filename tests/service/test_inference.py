@@ -113,7 +113,7 @@ def test_fast_path_is_much_cheaper_than_estimator_predict(
         def __getattr__(self, name: str) -> Any:
             raise AssertionError(f"fast path touched estimator.{name}")
 
-    fast = LinearSoftmaxPredictor(Exploding())
+    fast = LinearSoftmaxPredictor.of(Exploding())
     fast.predict(np.array([[5.1, 3.5, 1.4, 0.2]]))
     fast.predict_one((5.1, 3.5, 1.4, 0.2))
 
@@ -146,8 +146,8 @@ def test_a_fast_path_that_disagrees_with_the_estimator_is_rejected(estimator: An
     rows = _data_rows("v2")
     other = LogisticRegression(C=1e-3, max_iter=1000).fit(rows, [0] * 50 + [1] * 50 + [2] * 50)
 
-    assert agrees_with_estimator(LinearSoftmaxPredictor(estimator), estimator, probe_rows())
-    assert not agrees_with_estimator(LinearSoftmaxPredictor(other), estimator, probe_rows())
+    assert agrees_with_estimator(LinearSoftmaxPredictor.of(estimator), estimator, probe_rows())
+    assert not agrees_with_estimator(LinearSoftmaxPredictor.of(other), estimator, probe_rows())
 
 
 @pytest.fixture(scope="module")
@@ -168,10 +168,10 @@ def test_random_forest_artifact_is_served_through_the_scikit_learn_fallback_with
     forest_artifact_dir: Path,
 ) -> None:
     served = load_model(forest_artifact_dir)
-    forest = served.artifact.estimator
+    forest = served.estimator
 
     assert isinstance(forest, RandomForestClassifier)
-    assert served.artifact.metadata.estimator == "RandomForestClassifier"
+    assert served.metadata.estimator == "RandomForestClassifier"
     assert isinstance(served.predictor, EstimatorPredictor)
     # The same parity the fast path is held to: every data row and random valid inputs.
     for rows in (_data_rows("v1"), _data_rows("v2"), _random_valid_rows(600, seed=3)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,7 +108,15 @@ def test_invalid_configuration_exits_2_naming_the_variable(tmp_path: Path) -> No
     assert "port" in result.stderr
 
 
-def test_serving_process_keeps_pandas_out(trained_artifact_dir: Path) -> None:
+def test_serving_process_keeps_pandas_out_when_it_unpickles(
+    trained_artifact_dir: Path, tmp_path: Path
+) -> None:
+    # Without exported arrays the service unpickles the estimator, which imports
+    # scikit-learn, which would import pandas.
+    pickled = Path(shutil.copytree(trained_artifact_dir, tmp_path / "model"))
+    metadata = json.loads((pickled / "metadata.json").read_text())
+    del metadata["fast_path"]
+    (pickled / "metadata.json").write_text(json.dumps(metadata))
     script = f"""
 import sys
 from pathlib import Path
@@ -116,7 +125,7 @@ keep_pandas_out()
 from service.app import create_app
 from service.dataplane import load_model
 app = create_app()
-app.serve(load_model(Path({str(trained_artifact_dir)!r})))
+app.serve(load_model(Path({str(pickled)!r})))
 body = b'{{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}}'
 assert app.plane.predict(body)
 print("sklearn" in sys.modules, "pandas" in sys.modules)

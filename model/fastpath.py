@@ -1,0 +1,198 @@
+"""Fitted arrays exported into the artifact, so that serving needs neither scikit-learn nor pickle.
+
+For the estimator the project trains, a multinomial LogisticRegression, a prediction is
+a matrix product and a softmax over its 15 fitted numbers. Training writes them into
+metadata.json (`fast_path`), but only once they reproduced the estimator's `predict` and
+`predict_proba` on probe rows (`export`). `model.artifact.load`, which unpickles, checks
+them against the estimator again (the image build runs it in the serving environment);
+the service checks them against the reference predictions recorded at training and
+then predicts from them alone: it starts without importing scikit-learn (most of its
+start-up time) and never unpickles, that is never runs code from the model file.
+Estimators without an export are served from the pickle (service.inference).
+
+Only numpy is imported here; scikit-learn only inside the functions that need an estimator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from model.data import CLASS_NAMES, FEATURE_NAMES
+
+Rows = npt.NDArray[np.float64]
+Indices = npt.NDArray[np.intp]
+Probabilities = npt.NDArray[np.float64]
+
+LINEAR_SOFTMAX = "multinomial-logistic-regression"
+"""`fast_path.kind` of a multinomial LogisticRegression's coef_ and intercept_."""
+
+
+class FastPathError(ValueError):
+    """The exported arrays are malformed; the message says which part."""
+
+
+class LinearSoftmaxPredictor:
+    """A multinomial LogisticRegression computed from its fitted coef_ and intercept_.
+
+    It repeats scikit-learn's arithmetic step for step (the same matrix product on the
+    same array layout, then the same in-place softmax), so class indices equal
+    `estimator.predict` and probabilities equal `estimator.predict_proba`.
+    """
+
+    name = "logistic-regression-arrays"
+
+    def __init__(self, coef: Any, intercept: Any) -> None:
+        # coef as scikit-learn stores it, (classes, features) in C order, then the
+        # transposed view decision_function multiplies by: same BLAS call, same rounding.
+        self._coef_t: npt.NDArray[np.float64] = np.array(coef, dtype=np.float64, order="C").T
+        self._intercept: npt.NDArray[np.float64] = np.array(intercept, dtype=np.float64)
+
+    @classmethod
+    def of(cls, estimator: Any) -> LinearSoftmaxPredictor:
+        """The predictor of a fitted LogisticRegression's own arrays."""
+        return cls(estimator.coef_, estimator.intercept_)
+
+    def predict(self, rows: Rows) -> tuple[Indices, Probabilities]:
+        """Class indices and probabilities, without scikit-learn's per-call validation."""
+        scores = rows @ self._coef_t + self._intercept
+        # predict() takes the argmax of the scores, not of the probabilities: rounding
+        # in exp could tie two probabilities that the scores still tell apart.
+        indices = scores.argmax(axis=1)
+        scores -= scores.max(axis=1).reshape(-1, 1)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1).reshape(-1, 1)
+        return indices, scores
+
+    def predict_one(self, row: Sequence[float]) -> tuple[int, list[float]]:
+        """One row: the same scores, then the softmax on three Python floats.
+
+        Ten numpy calls on a 1x3 array cost more than the arithmetic; after the matrix
+        product (kept in numpy so the scores round exactly as scikit-learn's do) plain
+        floats are twice as fast. The probabilities agree with predict_proba to within
+        a few ulps, the class index exactly (first maximum, as numpy's argmax).
+        """
+        scores: list[float] = (np.array([row]) @ self._coef_t + self._intercept)[0].tolist()
+        top = max(scores)
+        exps = [math.exp(score - top) for score in scores]
+        total = math.fsum(exps)
+        return scores.index(top), [value / total for value in exps]
+
+    def arrays(self) -> dict[str, Any]:
+        """The exported form: `fast_path` in metadata.json (JSON floats round-trip exactly)."""
+        return {
+            "kind": LINEAR_SOFTMAX,
+            "coef": self._coef_t.T.tolist(),
+            "intercept": self._intercept.tolist(),
+        }
+
+
+def is_multinomial_logistic_regression(estimator: Any) -> bool:
+    """True for exactly the estimator whose arithmetic LinearSoftmaxPredictor repeats."""
+    from sklearn.linear_model import LogisticRegression
+
+    if type(estimator) is not LogisticRegression:  # a subclass may override predict
+        return False
+    classes = getattr(estimator, "classes_", None)
+    coef = getattr(estimator, "coef_", None)
+    intercept = getattr(estimator, "intercept_", None)
+    if classes is None or coef is None or intercept is None:
+        return False
+    n_classes, n_features = len(classes), len(FEATURE_NAMES)
+    # Two classes use a single row of coef_ and a logistic, not a softmax; liblinear
+    # fits one-vs-rest, whose probabilities are normalised differently.
+    return (
+        n_classes > 2
+        and np.shape(coef) == (n_classes, n_features)
+        and np.shape(intercept) == (n_classes,)
+        and getattr(estimator, "solver", None) != "liblinear"
+        and getattr(estimator, "multi_class", "auto") in ("auto", "multinomial", "deprecated")
+    )
+
+
+def probe_rows(extra: Iterable[Iterable[float]] = (), count: int = 256, seed: int = 0) -> Rows:
+    """Rows spread over the accepted input range, plus `extra` (e.g. reference rows)."""
+    rng = np.random.default_rng(seed)
+    # Log-uniform over (0, 100] reaches both tiny and huge values, where a softmax
+    # overflows or underflows first; the uniform half covers real flowers.
+    wide = np.exp(rng.uniform(np.log(1e-3), np.log(100.0), size=(count // 2, len(FEATURE_NAMES))))
+    typical = rng.uniform(0.1, 8.0, size=(count - count // 2, len(FEATURE_NAMES)))
+    rows = [wide, typical]
+    listed = [list(row) for row in extra]
+    if listed:
+        rows.append(np.asarray(listed, dtype=np.float64).reshape(-1, len(FEATURE_NAMES)))
+    return np.ascontiguousarray(np.vstack(rows), dtype=np.float64)
+
+
+def agrees_with_estimator(predictor: LinearSoftmaxPredictor, estimator: Any, rows: Rows) -> bool:
+    """True when `predictor` gives the estimator's classes and probabilities on `rows`.
+
+    Checked on the whole block and on single rows, the two shapes the service uses.
+    """
+    indices, probabilities = predictor.predict(np.array(rows))
+    if not np.array_equal(indices, estimator.predict(rows)):
+        return False
+    if not np.allclose(probabilities, estimator.predict_proba(rows), rtol=1e-12, atol=1e-300):
+        return False
+    for row in rows[:32]:
+        index, one = predictor.predict_one(tuple(row.tolist()))
+        block = row.reshape(1, -1)
+        if index != int(estimator.predict(block)[0]):
+            return False
+        if not np.allclose(one, estimator.predict_proba(block)[0], rtol=1e-12, atol=1e-300):
+            return False
+    return True
+
+
+def export(estimator: Any, reference_rows: Iterable[Iterable[float]] = ()) -> dict[str, Any] | None:
+    """The fitted arrays to store in the artifact, or None when the estimator has no fast
+    path or the arrays do not reproduce it on probe rows (it is then served from the pickle)."""
+    if not is_multinomial_logistic_regression(estimator):
+        return None
+    fast = LinearSoftmaxPredictor.of(estimator)
+    if not agrees_with_estimator(fast, estimator, probe_rows(reference_rows)):
+        return None
+    return fast.arrays()
+
+
+def from_arrays(exported: Any) -> LinearSoftmaxPredictor:
+    """The predictor of a `fast_path` read from metadata.json; FastPathError if malformed."""
+    if not isinstance(exported, dict) or exported.get("kind") != LINEAR_SOFTMAX:
+        kind = exported.get("kind") if isinstance(exported, dict) else None
+        raise FastPathError(f"unknown kind {kind!r} (this code reads {LINEAR_SOFTMAX!r})")
+    if set(exported) != {"kind", "coef", "intercept"}:
+        raise FastPathError("must hold exactly kind, coef and intercept")
+    shapes = {"coef": (len(CLASS_NAMES), len(FEATURE_NAMES)), "intercept": (len(CLASS_NAMES),)}
+    for key, shape in shapes.items():
+        try:
+            array = np.array(exported[key], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise FastPathError(f"{key} is not an array of numbers") from None
+        if array.shape != shape or not np.isfinite(array).all():
+            raise FastPathError(f"{key} must be {shape} finite numbers")
+    return LinearSoftmaxPredictor(exported["coef"], exported["intercept"])
+
+
+def reproduces(predictor: LinearSoftmaxPredictor, references: list[dict[str, Any]]) -> bool:
+    """True when `predictor` gives the probabilities recorded at training for every
+    reference row, whole and one row at a time (to 1e-9, as `model.artifact.load`)."""
+    try:
+        rows = np.array([ref["features"] for ref in references], dtype=np.float64)
+        expected = np.array([ref["probabilities"] for ref in references], dtype=np.float64)
+    except (KeyError, TypeError, ValueError):
+        return False
+    if rows.shape != (len(references), len(FEATURE_NAMES)) or expected.shape != (
+        len(references),
+        len(CLASS_NAMES),
+    ):
+        return False
+    _, block = predictor.predict(rows.copy())
+    ones = np.array([predictor.predict_one(tuple(row.tolist()))[1] for row in rows])
+    return bool(
+        np.allclose(block, expected, rtol=0, atol=1e-9)
+        and np.allclose(ones, expected, rtol=0, atol=1e-9)
+    )
