@@ -30,6 +30,7 @@ class Case:
     rows: int
     # Checks one response before measuring, so every figure counts correct answers.
     verify: Verify | None = None
+    headers: dict[str, str] = field(default_factory=dict)
     body_file: Path | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -55,6 +56,56 @@ def v2_body(rows: list[list[float]]) -> bytes:
         "data": [x for row in rows for x in row],
     }
     return json.dumps({"inputs": [tensor]}).encode()
+
+
+def v2_binary_body(rows: list[list[float]]) -> tuple[bytes, dict[str, str]]:
+    """The same tensor in Triton's binary tensor extension (what tritonclient sends by
+    default): a JSON header, then the FP32 bytes; the answer asked for in binary too."""
+    import numpy as np
+
+    data = np.asarray(rows, dtype="<f4").tobytes()
+    header = {
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [len(rows), 4],
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": len(data)},
+            }
+        ],
+        "parameters": {"binary_data_output": True},
+    }
+    head = json.dumps(header).encode()
+    return head + data, {"Inference-Header-Content-Length": str(len(head))}
+
+
+def binary_labels(raw: bytes) -> list[str]:
+    """The `label` output of a binary v2 answer: a JSON header, then each output's bytes in
+    order; BYTES elements are a 4-byte little-endian length and the text."""
+    header, end = json.JSONDecoder().raw_decode(raw.decode("latin-1"))
+    offset = end
+    for output in header["outputs"]:
+        size = output["parameters"]["binary_data_size"]
+        if output["name"] == "label":
+            chunk, labels = raw[offset : offset + size], []
+            while chunk:
+                length = int.from_bytes(chunk[:4], "little")
+                labels.append(chunk[4 : 4 + length].decode())
+                chunk = chunk[4 + length :]
+            return labels
+        offset += size
+    return []
+
+
+def expect_binary_species(expected: list[str]) -> Verify:
+    """A check that a binary v2 answer's labels are exactly these species, in order."""
+
+    def check(raw: bytes) -> None:
+        got = binary_labels(raw)
+        if got != expected:
+            raise AssertionError(f"expected species {expected[:5]}..., got {got[:5]}...")
+
+    return check
 
 
 def species_in(payload: Any) -> list[str]:
@@ -112,12 +163,22 @@ def build_cases(cfg: Config, estimator: Any) -> list[Case]:
     batch_json = json.dumps({"instances": [measurement(r) for r in batch]}).encode()
     n = cfg.batch_rows
     infer = "/v2/models/iris/infer"
+    binary_batch, binary_headers = v2_binary_body(batch)
     return [
         Case(
             "predict", "iris-api /predict", "iris-api", "/predict", single_json, 1, species_single
         ),
         Case(
             "v2", "iris-api v2 infer [1,4]", "iris-api", infer, v2_body(single), 1, species_single
+        ),
+        Case(
+            "bare",
+            "iris-bare /predict (no front)",
+            "iris-bare",
+            "/predict",
+            single_json,
+            1,
+            species_single,
         ),
         Case("raw", "raw-asgi (ceiling)", "raw-asgi", "/predict", single_json, 1),
         Case(
@@ -150,6 +211,16 @@ def build_cases(cfg: Config, estimator: Any) -> list[Case]:
             v2_body(batch),
             n,
             species_batch,
+        ),
+        Case(
+            "v2-binary-batch",
+            f"iris-api v2 infer [{n},4] binary",
+            "iris-api",
+            infer,
+            binary_batch,
+            n,
+            expect_binary_species([CLASS_NAMES[i] for i in want_batch]),
+            binary_headers,
         ),
         Case(
             "mlserver-batch",

@@ -1,6 +1,8 @@
 """The servers the benchmark compares, each on a free loopback port with two workers.
 
   iris-api   our service, `python -m service`, exactly as `make serve` runs it;
+  iris-bare  the service's routes, data plane and model without its front (what the
+             front costs a request is the difference);
   raw-asgi   a bare ASGI app returning constant JSON (the HTTP ceiling);
   tutorial   FastAPI, one-row pandas DataFrame, then `predict`;
   tidy       FastAPI, numpy row, `predict_proba`;
@@ -21,6 +23,7 @@ from harness.ports import free_port
 from harness.servers import RAW_ASGI, Server, baseline_server, service_server
 
 BASELINES = {
+    "iris-bare": "bench.apps.bare:app",
     "raw-asgi": RAW_ASGI,
     "tutorial": "bench.apps.tutorial:app",
     "tidy": "bench.apps.tidy:app",

@@ -40,10 +40,12 @@ def measure(case: Case, server: Server, cfg: Config) -> dict[str, Any]:
     url = f"{server.base_url}{case.path}"
     body = _body_file(case)
     if cfg.warmup > 0:
-        run_wrk(url, body, cfg.warmup, cfg.connections, cfg.threads)
+        run_wrk(url, body, cfg.warmup, cfg.connections, cfg.threads, headers=case.headers)
     before = worker_cpu(server)
     busy_before = busy_cpu_seconds()
-    result: WrkResult = run_wrk(url, body, cfg.duration, cfg.connections, cfg.threads)
+    result: WrkResult = run_wrk(
+        url, body, cfg.duration, cfg.connections, cfg.threads, headers=case.headers
+    )
     busy_after = busy_cpu_seconds()
     after = worker_cpu(server)
     # gunicorn: its workers (the master only supervises). MLServer: every process, since
@@ -69,6 +71,9 @@ def measure(case: Case, server: Server, cfg: Config) -> dict[str, Any]:
         "max_ms": result.max_ms,
         "requests": result.requests,
         "errors": result.errors,
+        # Server CPU per answered request: comparable across servers even when the
+        # machine is busy, where req/s mostly measures the neighbours.
+        "cpu_us_per_request": round(sum(shares) / result.rps * 1e6, 1) if result.rps else 0.0,
         "worker_cpu": [round(s, 3) for s in shares],
         "worker_balance": round(balance, 3),
         "client_cpu": round(result.client_cpu_s / result.duration_s, 3),
@@ -80,7 +85,9 @@ def measure(case: Case, server: Server, cfg: Config) -> dict[str, Any]:
 def answers(server: Server, case: Case, timeout: float = 5.0) -> bool:
     """True when the server answers `case` with 200 and a correct body (raises if wrong)."""
     try:
-        status, body = request(server.port, "POST", case.path, case.body, timeout=timeout)
+        status, body = request(
+            server.port, "POST", case.path, case.body, headers=case.headers, timeout=timeout
+        )
     except OSError:
         return False
     if status != 200:
@@ -132,7 +139,9 @@ def profile_worker(server: Server, case: Case, cfg: Config, out: Path) -> list[s
     raw = out.with_suffix(".txt")
     spy = _py_spy(worker, cfg.profile, raw)
     url = f"{server.base_url}{case.path}"
-    run_wrk(url, _body_file(case), cfg.profile + 1, cfg.connections, cfg.threads)
+    run_wrk(
+        url, _body_file(case), cfg.profile + 1, cfg.connections, cfg.threads, headers=case.headers
+    )
     spy.wait(timeout=cfg.profile + 30)
     total, top = top_functions(raw)
     report = [

@@ -6,6 +6,11 @@ wrk.method = "POST"
 wrk.body = handle:read("*a")
 handle:close()
 wrk.headers["Content-Type"] = "application/json"
+-- WRK_HEADERS: more "Name: value" lines (binary tensors need Inference-Header-Content-Length).
+for line in string.gmatch(os.getenv("WRK_HEADERS") or "", "[^\n]+") do
+  local name, value = line:match("^([^:]+):%s*(.*)$")
+  wrk.headers[name] = value
+end
 
 function done(summary, latency, requests)
   local e = summary.errors

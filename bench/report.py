@@ -33,7 +33,8 @@ def summarise(case: Case, max_other_cpu: float) -> Summary:
     used = quiet or runs
     med = {
         key: statistics.median(r[key] for r in used)
-        for key in ("rps", "rows_per_s", "p50_ms", "p90_ms", "p99_ms")
+        for key in ("rps", "rows_per_s", "p50_ms", "p90_ms", "p99_ms", "cpu_us_per_request")
+        if all(key in r for r in used)
     }
     return {
         "name": case.label,
@@ -68,7 +69,7 @@ def figures_from(summaries: dict[str, Summary], cold: dict[str, float]) -> dict[
 
     ours = get("predict", "rps")
     raw = get("raw", "rps")
-    batch_routes = {key: get(key, "rows_per_s") for key in ("batch", "v2-batch")}
+    batch_routes = {key: get(key, "rows_per_s") for key in ("batch", "v2-batch", "v2-binary-batch")}
     best_batch = max((v for v in batch_routes.values() if v is not None), default=None)
     return {
         "rps": ours,
@@ -80,10 +81,30 @@ def figures_from(summaries: dict[str, Summary], cold: dict[str, float]) -> dict[
         "p99_vs_raw_asgi": _ratio(get("predict", "p99_ms"), get("raw", "p99_ms")),
         "batch_rows_per_s": batch_routes["batch"],
         "v2_batch_rows_per_s": batch_routes["v2-batch"],
+        "v2_binary_batch_rows_per_s": batch_routes["v2-binary-batch"],
         "batch_rows_vs_raw_asgi_rps": _ratio(best_batch, raw),
         "batch_ratio_vs_mlserver": _ratio(best_batch, get("mlserver-batch", "rows_per_s")),
         "cold_start_s": cold.get("iris-api"),
         "cold_start_vs_raw_asgi": _ratio(cold.get("iris-api"), cold.get("raw-asgi")),
+        **request_cost(summaries),
+    }
+
+
+def request_cost(summaries: dict[str, Summary]) -> dict[str, float | None]:
+    """Server CPU of one /predict request, split: the HTTP server (the raw-ASGI app), the
+    dispatch and prediction (the service without its front, minus that), and the front
+    (request id, body policy, log line, metrics: the service minus the service without it)."""
+
+    def cpu(key: str) -> float | None:
+        summary = summaries.get(key)
+        return summary.get("cpu_us_per_request") if summary else None
+
+    service, bare, raw = cpu("predict"), cpu("bare"), cpu("raw")
+    return {
+        "cpu_us_per_request": service,
+        "http_server_us": raw,
+        "prediction_us": round(bare - raw, 1) if bare is not None and raw is not None else None,
+        "front_us": round(service - bare, 1) if service is not None and bare is not None else None,
     }
 
 
@@ -148,6 +169,7 @@ def _row(summary: Summary, summaries: dict[str, Summary]) -> str:
         _vs(summary, summaries.get("tidy")) if single else "-",
         _vs(summary, mlserver),
         _vs(summary, summaries.get("raw")) if single else "-",
+        fmt(summary.get("cpu_us_per_request")),
         "/".join(f"{c:.0%}" for c in last),
         f"{summary['imbalanced_runs']}/{runs}",
         f"{summary['runs_used']}/{runs}",
@@ -160,8 +182,21 @@ def table(summaries: dict[str, Summary]) -> str:
     """The Markdown table docs/performance.md shows."""
     header = (
         "| case | req/s (min-max) | p50 ms | p99 ms | rows/s | vs tidy | vs MLServer "
-        "| vs raw ASGI | worker CPU | imbalanced | runs used | other CPU |"
+        "| vs raw ASGI | CPU us/req | worker CPU | imbalanced | runs used | other CPU |"
     )
-    lines = [header, "|" + "---|" * 12]
+    lines = [header, "|" + "---|" * 13]
     lines += [_row(summary, summaries) for summary in summaries.values()]
+    return "\n".join(lines)
+
+
+def cost_table(figures: dict[str, Any]) -> str:
+    """Where one /predict request's server CPU goes, from the same run's cases."""
+    rows = [
+        ("HTTP server (uvicorn, httptools, the event loop): raw-asgi", "http_server_us"),
+        ("dispatch and prediction (decode, predict, encode): iris-bare - raw", "prediction_us"),
+        ("front (request id, body policy, log line, metrics): iris-api - iris-bare", "front_us"),
+        ("the service's /predict, in all", "cpu_us_per_request"),
+    ]
+    lines = ["| part of a /predict request | CPU us |", "|---|---|"]
+    lines += [f"| {label} | {fmt(figures.get(key), 1)} |" for label, key in rows]
     return "\n".join(lines)

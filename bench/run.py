@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import chart, report
 from bench.cases import Case, build_cases
 from bench.config import BENCH_VENV, REPO_ROOT, Config
 from bench.contenders import build_servers
@@ -124,7 +124,8 @@ def observe_service(
 
 
 def write_results(results: Path, record: dict[str, Any], stamp: str) -> Path:
-    """The record as <stamp>.json and latest.json, without this machine's paths."""
+    """The record as <stamp>.json and latest.json, and its chart as <stamp>.png and
+    latest.png, without this machine's paths."""
     results.mkdir(parents=True, exist_ok=True)
     text = json.dumps(record, indent=2) + "\n"
     # Results are committed: name this machine's directories by role, not by path.
@@ -132,6 +133,13 @@ def write_results(results: Path, record: dict[str, Any], stamp: str) -> Path:
     (results / f"{stamp}.json").write_text(text)
     latest = results / "latest.json"
     latest.write_text(text)
+    load = record["load_average_before"][0]
+    title = (
+        f"make bench {record['date']}, {record['machine']['nproc']} CPUs, load average "
+        f"{load:.2f} before; {record['config']['connections']} connections"
+    )
+    chart.draw(record["cases"], title, results / f"{stamp}.png")
+    shutil.copyfile(results / f"{stamp}.png", results / "latest.png")
     return latest
 
 
@@ -139,6 +147,8 @@ def print_summary(record: dict[str, Any], summaries: dict[str, report.Summary]) 
     """The table, the side figures and each target's verdict."""
     print()
     print(report.table(summaries))
+    print()
+    print(report.cost_table(record["figures"]))
     print()
     print("cold start (s): " + ", ".join(f"{k} {v:.2f}" for k, v in record["cold_start_s"].items()))
     memory = record["rss_mib_per_worker"]
@@ -211,5 +221,5 @@ def main() -> int:
     latest = write_results(cfg.results, record, now.strftime("%Y%m%dT%H%M%SZ"))
     shutil.rmtree(workdir, ignore_errors=True)
     print_summary(record, summaries)
-    print(f"\nresults: {latest} (wall {record['wall_s']} s)")
+    print(f"\nresults: {latest} and {latest.with_suffix('.png')} (wall {record['wall_s']} s)")
     return 1 if any(v["verdict"] != "met" for v in verdicts) else 0

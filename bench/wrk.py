@@ -7,6 +7,7 @@ import os
 import resource
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +53,10 @@ def run_wrk(
     connections: int,
     threads: int,
     timeout_s: float = 5.0,
+    headers: Mapping[str, str] | None = None,
 ) -> WrkResult:
-    """POST `body_file` to `url` from `connections` keep-alive connections for `duration_s`."""
+    """POST `body_file` to `url` from `connections` keep-alive connections for `duration_s`,
+    with `headers` besides `Content-Type: application/json`."""
     argv = [
         wrk_binary(),
         f"-t{threads}",
@@ -67,7 +70,11 @@ def run_wrk(
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         argv,
-        env={**os.environ, "WRK_BODY_FILE": str(body_file)},
+        env={
+            **os.environ,
+            "WRK_BODY_FILE": str(body_file),
+            "WRK_HEADERS": "\n".join(f"{k}: {v}" for k, v in (headers or {}).items()),
+        },
         capture_output=True,
         text=True,
         check=False,
