@@ -169,7 +169,7 @@ kind-image: ## build the image of HEAD and push it to the kind registry (kind-up
 	scripts/kind/image.sh
 kind-up: $(VENV)/.dev ## local kind cluster + Argo CD deploying this commit through GitOps
 	scripts/kind/up.sh
-kind-loop: $(VENV)/.dev ## on the kind cluster: bump staging in git, roll out, git revert, roll back
+kind-loop: $(VENV)/.dev ## on the kind cluster: release, base change, gated promotion, smoke tests, hold, reverts
 	scripts/kind/loop.sh
 kind-diagnose: $(VENV)/.dev ## write the kind diagnostics bundle to build/kind-diagnostics
 	scripts/kind/diagnose.sh

@@ -443,6 +443,55 @@ smoke() {
   done
 }
 
+# A batch one row longer than the loop's config change allows (scripts/kind/loop.sh sets
+# IRIS_MAX_BATCH_ROWS=2 in the base): 413 where that change runs, 200 where it does not.
+readonly BATCH_OF_3="{\"instances\": [${SAMPLE}, ${SAMPLE}, ${SAMPLE}]}"
+
+# wait_batch_answer NAMESPACE STATUS: until POST /predict/batch with three rows answers
+# STATUS through the Service (retried: right after a rollout an old pod may still answer).
+wait_batch_answer() {
+  local namespace="$1" want="$2" deadline=$((SECONDS + 120)) got=""
+  while :; do
+    if port_forward "${namespace}" service/iris-api 80; then
+      got="$(curl --silent --output /dev/null --write-out '%{http_code}' --max-time 5 \
+        -H 'Content-Type: application/json' -d "${BATCH_OF_3}" \
+        "http://127.0.0.1:${PF_PORT}/predict/batch" || true)"
+      stop_port_forward "${PF_PID}"
+      if [[ "${got}" == "${want}" ]]; then
+        log "${namespace}: POST /predict/batch with 3 rows -> ${got}"
+        return 0
+      fi
+    fi
+    ((SECONDS < deadline)) || die "${namespace}: POST /predict/batch with 3 rows answered '${got}' for 120s, want ${want}"
+    sleep 3
+  done
+}
+
+# wait_smoke_test APP NAMESPACE COMMIT: until APP's last sync, of COMMIT, has Succeeded with
+# its PostSync smoke test (deploy/release/job.yaml), then until the Job is gone (its
+# hook-delete-policy deletes it on success). A failed smoke test fails the sync: it stops
+# the wait at once with the Job's log.
+wait_smoke_test() {
+  local app="$1" namespace="$2" want="$3" deadline=$((SECONDS + WAIT_SECONDS)) state=""
+  local path='{.status.operationState.phase} {.status.operationState.syncResult.revision} {range .status.operationState.syncResult.resources[?(@.name=="iris-api-smoke-test")]}{.hookType}={.hookPhase}{end}'
+  while :; do
+    state="$(k --namespace argocd get application "${app}" -o jsonpath="${path}" 2>/dev/null || true)"
+    [[ "${state}" != "Succeeded ${want} PostSync=Succeeded" ]] || break
+    if [[ "${state}" == "Failed ${want} "* || "${state}" == "Error ${want} "* ]]; then
+      k --namespace "${namespace}" logs job/iris-api-smoke-test >&2 2>/dev/null || true
+      describe_app "${app}"
+      die "${app}: the sync of ${want:0:12} failed (${state}); the smoke test's log is above"
+    fi
+    ((SECONDS < deadline)) || die "${app}: last sync '${state:-none}' after ${WAIT_SECONDS}s; want Succeeded at ${want:0:12} with PostSync=Succeeded"
+    sleep 3
+  done
+  until ! k --namespace "${namespace}" get job iris-api-smoke-test >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "${namespace}: job/iris-api-smoke-test passed but was not deleted (hook-delete-policy HookSucceeded)"
+    sleep 2
+  done
+  log "${app}: the PostSync smoke test of ${want:0:12} passed and its Job was deleted"
+}
+
 # --- failure ---------------------------------------------------------------------------------
 
 # The EXIT trap of the scripts that talk to the cluster: stops the port-forwards and, after

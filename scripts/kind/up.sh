@@ -16,8 +16,9 @@
 #   6. the root Application applied; then wait until root, staging and production are
 #      Synced and Healthy at that commit, and ask each environment for a prediction
 #
-# Then `make kind-loop` bumps, rolls out, reverts; `make kind-down` deletes it all. On a
-# failure the diagnostics bundle is written (scripts/kind/diagnose.sh).
+# Then `make kind-loop` runs the release, promotion and rollback loop (scripts/kind/loop.sh);
+# `make kind-down` deletes it all. On a failure the diagnostics bundle is written
+# (scripts/kind/diagnose.sh).
 set -Eeuo pipefail
 # bash 4.4+: a failure inside $(...) stops the script too. macOS's bash 3.2 lacks it, so
 # lib.sh never relies on it (its functions set variables instead of printing results).
@@ -106,8 +107,12 @@ commit_all "chore(kind): size both environments for one small node"
 gitops set-image staging "${ref_a}"
 commit_all "deploy(staging): iris-api sha-${source_sha:0:12} (kind)"
 staged_sha="$(git -C "${WORK_REPO}" rev-parse HEAD)"
-# Production is pinned to the commit just made. Nothing reports commit statuses to GitHub
-# from kind, so the bootstrap promotion skips that gate with --force.
+# Production is pinned to the commit just made, in the same push: the bootstrap has nothing
+# to gate. The pin committed in this repository names a commit whose overlay holds the
+# placeholder image at GKE's size (3 pods of 0.5 CPU), so letting production sync it while
+# staging earns its evidence would fill a 2-CPU node with pods that can never pull. --force
+# says so; `make kind-loop` then promotes through the gate (--evidence argocd: staging's
+# Application read from this cluster, no GitHub needed), refusals and soak included.
 gitops promote staging production --force
 commit_all "deploy(production): promote sha-${source_sha:0:12} (kind)"
 deployed_sha="$(git -C "${WORK_REPO}" rev-parse HEAD)"
@@ -138,7 +143,7 @@ cat <<EOF
 kind cluster ${KIND_CLUSTER} runs ${ref_a}
 in iris-staging and iris-production, synced by Argo CD from ${IN_CLUSTER_REPO_URL}.
 
-  make kind-loop                                   # bump staging in git, roll out, git revert
+  make kind-loop                                   # release, base change, gated promotion, hold, reverts
   kubectl --context ${KUBE_CONTEXT} -n argocd get applications
   kubectl --context ${KUBE_CONTEXT} -n iris-production get service iris-api   # EXTERNAL-IP ${lb_ip:-<none>}
   kubectl --context ${KUBE_CONTEXT} -n argocd port-forward service/argocd-server 8080:443

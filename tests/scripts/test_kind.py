@@ -534,8 +534,15 @@ def test_the_kind_sizing_fits_both_environments_and_two_rollouts_on_two_cpus(
         total += quantity(requests["cpu"]) * (hpa["spec"]["minReplicas"] + surge)
         # The limit stays above the request: start-up (imports, model load) is not throttled.
         assert quantity(container["resources"]["limits"]["cpu"]) >= 1
-    # Headroom for what requests nothing but still runs (Argo CD, the kubelet).
-    assert total <= Decimal("1.5"), total
+        # Each sync ends with the PostSync smoke test Job (deploy/release/job.yaml); counted
+        # as if both ran next to both surge pods, which the loop never does at once.
+        job = next(d for d in docs if d["kind"] == "Job")
+        assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PostSync"
+        (smoke,) = job["spec"]["template"]["spec"]["containers"]
+        total += quantity(smoke["resources"]["requests"]["cpu"])
+    # At least 0.3 CPU of headroom for what requests nothing but still runs (Argo CD, the
+    # kubelet).
+    assert total <= Decimal("1.7"), total
 
 
 def test_the_kind_sizing_leaves_the_repository_overlays_alone() -> None:
