@@ -483,6 +483,65 @@ else
     --format='value(bindings.members)')
 fi
 
+# --- Cloud Monitoring dashboard --------------------------------------------------------------
+
+readonly DASHBOARD_FILE="monitoring/dashboard.json"
+readonly DASHBOARD_DISPLAY_NAME="Iris API"
+# The file's sha256 (first 32 hex digits) travels in this label of the dashboard: a re-run
+# updates the dashboard only when the file changed since, and otherwise calls nothing.
+readonly DASHBOARD_LABEL="source_sha256"
+
+# Creates the dashboard from monitoring/dashboard.json, or updates the one found by its
+# display name, passing the etag it was listed with (the API refuses the update if the
+# dashboard changed in between). Two dashboards of that name are ambiguous: refused.
+apply_dashboard() {
+  section "Cloud Monitoring dashboard '${DASHBOARD_DISPLAY_NAME}' from ${DASHBOARD_FILE}"
+  grep -qF "\"displayName\": \"${DASHBOARD_DISPLAY_NAME}\"" "$DASHBOARD_FILE" ||
+    die "${DASHBOARD_FILE} is not the dashboard '${DASHBOARD_DISPLAY_NAME}'"
+  local body sum labelled
+  # On one line: JSON allows a line break only between tokens, and one command line reads
+  # better in logs.
+  body="$(tr -d '\n' <"$DASHBOARD_FILE")"
+  [[ "$body" == "{"* ]] || die "${DASHBOARD_FILE} is not a JSON object"
+  sum="$(if command -v sha256sum >/dev/null; then sha256sum "$DASHBOARD_FILE"; else shasum -a 256 "$DASHBOARD_FILE"; fi)"
+  sum="${sum:0:32}"
+  labelled="\"labels\": {\"${DASHBOARD_LABEL}\": \"${sum}\"},${body#\{}"
+  run gcloud services enable monitoring.googleapis.com --project="$PROJECT_ID"
+  local list=(gcloud monitoring dashboards list --project="$PROJECT_ID"
+    --filter="displayName=\"${DASHBOARD_DISPLAY_NAME}\""
+    --format="value(name,etag,displayName,labels.${DASHBOARD_LABEL})")
+  if ((DRY_RUN)); then
+    run "${list[@]}"
+    echo "# none listed: gcloud monitoring dashboards create --config=<${DASHBOARD_FILE} with labels.${DASHBOARD_LABEL}=${sum}> --project=${PROJECT_ID}"
+    echo "# one with another ${DASHBOARD_LABEL}: gcloud monitoring dashboards update <its name> --config=<the same, with its etag> --project=${PROJECT_ID}"
+    return 0
+  fi
+  local listing found=() name etag live display
+  listing="$("${list[@]}")" || die "could not list the dashboards of ${PROJECT_ID} (above)"
+  # The filter may match words rather than the whole name; keep exact matches only. The label
+  # comes last: read merges adjacent tabs, so an empty field anywhere else would shift the rest.
+  while IFS=$'\t' read -r name etag display live; do
+    [[ "$display" == "$DASHBOARD_DISPLAY_NAME" ]] && found+=("${name}"$'\t'"${etag}"$'\t'"${live}")
+  done <<<"$listing"
+  if ((${#found[@]} == 0)); then
+    log "creating: dashboard '${DASHBOARD_DISPLAY_NAME}'"
+    gcloud monitoring dashboards create --config="{${labelled}" --project="$PROJECT_ID" >/dev/null
+  elif ((${#found[@]} == 1)); then
+    IFS=$'\t' read -r name etag live <<<"${found[0]}"
+    if [[ "$live" == "$sum" ]]; then
+      log "up to date: dashboard '${DASHBOARD_DISPLAY_NAME}'"
+    else
+      [[ "$etag" =~ ^[A-Za-z0-9_-]+$ ]] || die "dashboard ${name} was listed without a usable etag ('${etag}')"
+      log "updating: dashboard ${name} (was: ${live:-not from ${DASHBOARD_FILE}})"
+      gcloud monitoring dashboards update "$name" --config="{\"etag\": \"${etag}\", ${labelled}" \
+        --project="$PROJECT_ID" >/dev/null
+    fi
+  else
+    die "${#found[@]} dashboards are named '${DASHBOARD_DISPLAY_NAME}' in ${PROJECT_ID}; delete all but one (gcloud monitoring dashboards list --project=${PROJECT_ID} --filter='displayName=\"${DASHBOARD_DISPLAY_NAME}\"'), then run this again"
+  fi
+}
+apply_dashboard
+
 # --- Argo CD ---------------------------------------------------------------------------------
 
 section "cluster credentials (kubectl context ${KUBE_CONTEXT})"

@@ -4,8 +4,8 @@
 #
 # gcloud keeps the little state our scripts ask about under $FAKE_STATE_DIR: which resources
 # exist (and whether a pool or provider is soft-deleted), a provider's condition and mapping,
-# a repository's immutable-tags flag, and IAM bindings. It refuses to create what exists and
-# to update what does not, as gcloud does. That is enough to check the scripts' own logic
+# a repository's immutable-tags flag, IAM bindings, and Cloud Monitoring dashboards. It
+# refuses to create what exists and to update what does not, as gcloud does. That is enough to check the scripts' own logic
 # (order, describe before create, convergence on a re-run); it says nothing about whether
 # Google Cloud would accept a call.
 #
@@ -122,8 +122,52 @@ fake_gcloud() {
   return 0
 }
 
+# Cloud Monitoring dashboards, one directory each under $FAKE_STATE_DIR/monitoring_dashboards
+# holding the config sent (config.json) and its etag. create refuses an etag and assigns the
+# name; update refuses an unknown name or an etag other than the stored one, as the API does;
+# list prints, tab-separated, name, etag, the display name and the source_sha256 label.
+fake_dashboards() {
+  python3 - "${FAKE_STATE_DIR}/monitoring_dashboards" "$@" <<'PY'
+import hashlib, json, pathlib, sys
+state, argv = pathlib.Path(sys.argv[1]), sys.argv[2:]
+verb = argv[2]
+flags = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
+state.mkdir(parents=True, exist_ok=True)
+def fail(message):
+    print(f"ERROR: (gcloud.monitoring.dashboards.{verb}) {message}", file=sys.stderr)
+    sys.exit(1)
+def store(directory, config):
+    directory.mkdir(exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(config))
+    (directory / "etag").write_text(hashlib.sha256(json.dumps(config).encode()).hexdigest()[:32])
+if verb == "list":
+    for directory in sorted(state.iterdir()):
+        config = json.loads((directory / "config.json").read_text())
+        label = config.get("labels", {}).get("source_sha256", "")
+        print(f"projects/{flags['project']}/dashboards/{directory.name}", (directory / "etag").read_text(), config["displayName"], label, sep="\t")
+elif verb == "create":
+    try:
+        config = json.loads(flags["config"])
+    except (KeyError, ValueError) as exc:
+        fail(f"INVALID_ARGUMENT: {exc}")
+    if "etag" in config:
+        fail("INVALID_ARGUMENT: etag must not be set on create")
+    store(state / f"d{len(list(state.iterdir())) + 1}", config)
+elif verb == "update":
+    directory = state / argv[3].rsplit("/", 1)[-1]
+    if not directory.is_dir():
+        fail(f"NOT_FOUND: {argv[3]}")
+    config = json.loads(flags["config"])
+    if config.pop("etag", None) != (directory / "etag").read_text():
+        fail("ABORTED: the etag does not match the dashboard's")
+    store(directory, config)
+PY
+}
+
 case "$tool" in
-  gcloud) fake_gcloud "$@"; exit ;;
+  gcloud)
+    if [[ "${1-} ${2-}" == "monitoring dashboards" ]]; then fake_dashboards "$@"; exit; fi
+    fake_gcloud "$@"; exit ;;
   kubectl)
     case "$args" in
       *" get service "*) printf '%s' "${FAKE_EXTERNAL_IP:-203.0.113.7}" ;;
