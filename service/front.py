@@ -19,6 +19,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -50,6 +51,38 @@ _CLIENT_CLOSED = 499  # nginx's code for a client that went away before the answ
 
 class ClientDisconnectedError(Exception):
     """The client closed the connection before sending its whole body."""
+
+
+class _Headers(NamedTuple):
+    """What the front reads from a request's headers, in one pass over them."""
+
+    content_type: bytes | None
+    content_length: bytes | None
+    request_id: bytes | None
+    binary_header: bytes | None
+    chunked: bool
+
+    @classmethod
+    def of(cls, scope: Scope) -> _Headers:
+        content_type = content_length = request_id = binary_header = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                content_length = value
+            elif name == b"x-request-id":
+                request_id = value if _REQUEST_ID.fullmatch(value) else None
+            elif name == b"inference-header-content-length":
+                binary_header = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        return cls(content_type, content_length, request_id, binary_header, chunked)
+
+    @property
+    def declares_body(self) -> bool:
+        """The request says a body follows."""
+        return self.chunked or (self.content_length is not None and self.content_length != b"0")
 
 
 class Front:
@@ -84,27 +117,11 @@ class Front:
         start = time.perf_counter()
         method: str = scope["method"]
         path: str = scope["path"]
-        content_type: bytes | None = None
-        content_length: bytes | None = None
-        request_id: bytes | None = None
-        binary_header: bytes | None = None
-        chunked = False
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                content_type = value
-            elif name == b"content-length":
-                content_length = value
-            elif name == b"x-request-id":
-                request_id = value if _REQUEST_ID.fullmatch(value) else None
-            elif name == b"inference-header-content-length":
-                binary_header = value
-            elif name == b"transfer-encoding":
-                chunked = True
-        if request_id is None:
-            request_id = os.urandom(8).hex().encode()
+        headers = _Headers.of(scope)
+        request_id = headers.request_id or os.urandom(8).hex().encode()
         # A body nobody reads is left to the server, which waits for it with no time
         # limit; answering with `Connection: close` ends the connection instead.
-        unread_body = chunked or (content_length is not None and content_length != b"0")
+        unread_body = headers.declares_body
 
         status = 500
         started = False
@@ -114,10 +131,10 @@ class Front:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 started = True
-                headers = [*message.get("headers", ()), (b"x-request-id", request_id)]
+                extra = [*message.get("headers", ()), (b"x-request-id", request_id)]
                 if unread_body:
-                    headers.append((b"connection", b"close"))
-                message["headers"] = headers
+                    extra.append((b"connection", b"close"))
+                message["headers"] = extra
             await send(message)
 
         match = self.router.match(method, path)
@@ -125,17 +142,35 @@ class Front:
         try:
             body_policy = match.route.body if match is not None else None
             if body_policy is not None:
-                _check_content_type(body_policy, content_type)
-                if binary_header is not None:
-                    if not body_policy.binary_tensors:
-                        raise BadRequestError(
-                            f"{path} takes no binary tensors (Inference-Header-Content-Length)"
-                        )
-                    scope[BINARY_KEY] = binary_header
-                scope[BODY_KEY] = await self._read_body(receive, content_length)
+                await self._read_for(body_policy, scope, receive, headers)
                 unread_body = False
             await self.app(scope, receive, send_with_id)
-        except RequestTimeoutError as exc:
+        except ClientDisconnectedError:
+            status = _CLIENT_CLOSED
+        except Exception as exc:  # noqa: BLE001 - every failure gets its answer and log line
+            answer = self._failure(exc, path, request_id)
+            if not started:
+                await respond(send_with_id, answer.status_code, error_body(path, answer.detail))
+        finally:
+            elapsed = time.perf_counter() - start
+            self._record(scope, match, method, path, status, elapsed, request_id)
+
+    async def _read_for(
+        self, policy: Body, scope: Scope, receive: Receive, headers: _Headers
+    ) -> None:
+        """Apply a route's body policy and put the body it admits in the scope."""
+        _check_content_type(policy, headers.content_type)
+        if headers.binary_header is not None:
+            if not policy.binary_tensors:
+                raise BadRequestError(
+                    f"{scope['path']} takes no binary tensors (Inference-Header-Content-Length)"
+                )
+            scope[BINARY_KEY] = headers.binary_header
+        scope[BODY_KEY] = await self._read_body(receive, headers.content_length)
+
+    def _failure(self, exc: Exception, path: str, request_id: bytes) -> ServiceError:
+        """The error to answer for `exc`, logged where the client's answer alone says too little."""
+        if isinstance(exc, RequestTimeoutError):
             log.info(
                 "request body timed out",
                 extra={
@@ -146,26 +181,18 @@ class Front:
                     }
                 },
             )
-            if not started:
-                await respond(send_with_id, exc.status_code, error_body(path, exc.detail))
-        except ServiceError as exc:
-            if not started:
-                await respond(send_with_id, exc.status_code, error_body(path, exc.detail))
-        except ClientDisconnectedError:
-            status = _CLIENT_CLOSED
-        except Exception:
-            # FastAPI's ServerErrorMiddleware has already answered 500 for its routes and
-            # re-raised; log once here, with the request id, instead of letting the server
-            # log a second traceback without it.
-            log.exception(
-                "unhandled error",
-                extra={"fields": {"request_id": request_id.decode(), "path": path}},
-            )
-            if not started:
-                await respond(send_with_id, 500, error_body(path, "Internal Server Error"))
-        finally:
-            elapsed = time.perf_counter() - start
-            self._record(scope, match, method, path, status, elapsed, request_id)
+            return exc
+        if isinstance(exc, ServiceError):
+            return exc
+        # FastAPI's ServerErrorMiddleware has already answered 500 for its routes and
+        # re-raised; log once here, with the request id, instead of letting the server
+        # log a second traceback without it.
+        log.error(
+            "unhandled error",
+            exc_info=exc,
+            extra={"fields": {"request_id": request_id.decode(), "path": path}},
+        )
+        return ServiceError("Internal Server Error", 500)
 
     def _record(
         self,
