@@ -2,7 +2,7 @@
 
 Loopback only, every loop bounded. Environment: IRIS_MODEL_DIR (the artifact, default
 artifacts/model), RELIABILITY_ONLY (comma-separated scenario numbers, e.g. "1,3"),
-RELIABILITY_RESULTS (directory for the JSON, default reliability/results).
+RELIABILITY_RESULTS (directory for the JSON and its chart, default reliability/results).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from harness.servers import REPO_ROOT
 from reliability.artifacts import bad_artifacts
+from reliability.chart import draw
 from reliability.gitops_safety import gitops_state_safety
 from reliability.hostile import hostile_input
 from reliability.outcome import Outcome
@@ -104,8 +105,12 @@ def main() -> int:
     text = json.dumps(report, indent=2, default=str) + "\n"
     # Results are committed: name this machine's directories by role, not by path.
     text = text.replace(str(REPO_ROOT), ".").replace(tempfile.gettempdir(), "$TMPDIR")
-    (results_dir / f"{now.strftime('%Y%m%dT%H%M%SZ')}.json").write_text(text)
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    (results_dir / f"{stamp}.json").write_text(text)
     (results_dir / "latest.json").write_text(text)
+    # The same record as a picture, beside it (docs/reliability.md shows latest.png).
+    draw(report, results_dir / f"{stamp}.png")
+    shutil.copyfile(results_dir / f"{stamp}.png", results_dir / "latest.png")
     print()
     print(table(outcomes))
     print(
@@ -113,7 +118,10 @@ def main() -> int:
         f"drain {budget['drain_s']:g} s + graceful timeout {budget['graceful_timeout_s']:g} s "
         f"< terminationGracePeriodSeconds {budget['grace_period_s']:g} s"
     )
-    print(f"results: {results_dir / 'latest.json'} (wall {report['wall_s']} s)")
+    print(
+        f"results: {results_dir / 'latest.json'}, chart {results_dir / 'latest.png'} "
+        f"(wall {report['wall_s']} s)"
+    )
     return 0 if all(o.ok for o in outcomes) else 1
 
 
