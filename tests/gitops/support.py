@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -129,3 +134,149 @@ def start_bump(repo: Path, *args: str, **env: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+# --- Argo CD Applications as `kubectl get application -o json` prints them ---------------------
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def stamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def application(
+    revision: str | None = SHA,
+    *,
+    sync: str = "Synced",
+    health: str = "Healthy",
+    healthy_since: datetime | None = NOW - timedelta(minutes=30),
+    phase: str | None = "Succeeded",
+    started: datetime = NOW - timedelta(minutes=32),
+    finished: datetime | None = NOW - timedelta(minutes=29),
+    message: str = "successfully synced (all tasks run)",
+    hook_phase: str = "Succeeded",
+) -> dict[str, Any]:
+    """staging's Application with the status Argo CD writes after syncing `revision`."""
+    app = yaml.safe_load((REPO_ROOT / "argocd/apps/staging.yaml").read_text(encoding="utf-8"))
+    source = copy.deepcopy(app["spec"]["source"])
+    destination = copy.deepcopy(app["spec"]["destination"])
+    if revision is None:
+        app["status"] = {"sync": {"status": "Unknown"}, "health": {"status": "Unknown"}}
+        return app
+    health_status: dict[str, Any] = {"status": health}
+    if healthy_since is not None:
+        health_status["lastTransitionTime"] = stamp(healthy_since)
+    status: dict[str, Any] = {
+        "sync": {
+            "status": sync,
+            "revision": revision,
+            "comparedTo": {"source": source, "destination": destination},
+        },
+        "health": health_status,
+        "reconciledAt": stamp(NOW - timedelta(seconds=20)),
+        "resourceHealthSource": "appTree",
+        "sourceType": "Kustomize",
+        "controllerNamespace": "argocd",
+        "summary": {"images": [ref(1).split("@")[0]]},
+        "resources": [
+            {
+                "version": "v1",
+                "kind": "Service",
+                "namespace": "iris-staging",
+                "name": "iris-api",
+                "status": "Synced",
+            },
+            {
+                "group": "apps",
+                "version": "v1",
+                "kind": "Deployment",
+                "namespace": "iris-staging",
+                "name": "iris-api",
+                "status": "Synced",
+            },
+        ],
+    }
+    if phase is not None:
+        operation_state: dict[str, Any] = {
+            "operation": {
+                "initiatedBy": {"automated": True},
+                "retry": {
+                    "limit": 5,
+                    "refresh": True,
+                    "backoff": {"duration": "10s", "factor": 2, "maxDuration": "3m"},
+                },
+                "sync": {
+                    "revision": revision,
+                    "prune": True,
+                    "syncOptions": app["spec"]["syncPolicy"]["syncOptions"],
+                },
+            },
+            "phase": phase,
+            "message": message,
+            "startedAt": stamp(started),
+            "syncResult": {
+                "revision": revision,
+                "source": source,
+                "resources": [
+                    {
+                        "group": "batch",
+                        "version": "v1",
+                        "kind": "Job",
+                        "namespace": "iris-staging",
+                        "name": "iris-api-smoke-test",
+                        "status": "Synced",
+                        "hookType": "PostSync",
+                        "hookPhase": hook_phase,
+                        "syncPhase": "PostSync",
+                        "message": f"Job {hook_phase.lower()}",
+                    }
+                ],
+            },
+        }
+        if finished is not None:
+            operation_state["finishedAt"] = stamp(finished)
+        status["operationState"] = operation_state
+        if phase == "Succeeded" and finished is not None:
+            status["history"] = [
+                {
+                    "id": 3,
+                    "revision": revision,
+                    "deployStartedAt": stamp(started),
+                    "deployedAt": stamp(finished),
+                    "source": source,
+                    "initiatedBy": {"automated": True},
+                }
+            ]
+    app["status"] = status
+    return app
+
+
+def kubectl_stand_in(directory: Path) -> dict[str, str]:
+    """A kubectl in `directory` that records its arguments and prints $FAKE_APPLICATION (or
+    fails as kubectl does when there is no such Application); the environment to use it."""
+    script = directory / "kubectl"
+    directory.mkdir(parents=True)
+    script.write_text(
+        "#!/usr/bin/env bash\n"
+        'printf "%s\\n" "$*" >>"$FAKE_KUBECTL_LOG"\n'
+        'if [[ ! -f "$FAKE_APPLICATION" ]]; then\n'
+        "  echo 'Error from server (NotFound): applications.argoproj.io' \\\n"
+        "    '\"iris-staging\" not found' >&2\n"
+        "  exit 1\n"
+        "fi\n"
+        'cat "$FAKE_APPLICATION"\n',
+        encoding="utf-8",
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return {
+        "GITOPS_KUBECTL": f"{script} --context kind-iris",
+        "FAKE_KUBECTL_LOG": str(directory.parent / "kubectl.log"),
+        "FAKE_APPLICATION": str(directory.parent / "application.json"),
+    }
+
+
+def serve_application(env: dict[str, str], app: dict[str, Any]) -> None:
+    """What the kubectl stand-in prints from now on."""
+    Path(env["FAKE_APPLICATION"]).write_text(json.dumps(app), encoding="utf-8")

@@ -10,25 +10,30 @@ what a cluster would answer is not simulated beyond that.
 
 from __future__ import annotations
 
-import copy
 import json
-import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from jsonschema import Draft202012Validator
 
 from gitops.errors import GitOpsError
 from gitops.statuses import ArgoCDApplication, application_status
 from harness.git import clone, git, init_origin
 from tests.argocd.support import CRD_FILES, CRDS_ENV, crds_dir, load_schema
-from tests.gitops.support import REPO_ROOT, bump, gitops, pin_of, ref
-
-NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-SHA = "0123456789abcdef0123456789abcdef01234567"
+from tests.gitops.support import (
+    NOW,
+    REPO_ROOT,
+    SHA,
+    application,
+    bump,
+    gitops,
+    kubectl_stand_in,
+    pin_of,
+    ref,
+    serve_application,
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,117 +45,6 @@ def validator() -> Draft202012Validator:
             f"{', '.join(CRD_FILES.values())}"
         )
     return Draft202012Validator(load_schema(directory, "Application"))
-
-
-def stamp(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def application(
-    revision: str | None = SHA,
-    *,
-    sync: str = "Synced",
-    health: str = "Healthy",
-    healthy_since: datetime | None = NOW - timedelta(minutes=30),
-    phase: str | None = "Succeeded",
-    started: datetime = NOW - timedelta(minutes=32),
-    finished: datetime | None = NOW - timedelta(minutes=29),
-    message: str = "successfully synced (all tasks run)",
-    hook_phase: str = "Succeeded",
-) -> dict[str, Any]:
-    """staging's Application with the status Argo CD writes after syncing `revision`."""
-    app = yaml.safe_load((REPO_ROOT / "argocd/apps/staging.yaml").read_text(encoding="utf-8"))
-    source = copy.deepcopy(app["spec"]["source"])
-    destination = copy.deepcopy(app["spec"]["destination"])
-    if revision is None:
-        app["status"] = {"sync": {"status": "Unknown"}, "health": {"status": "Unknown"}}
-        return app
-    health_status: dict[str, Any] = {"status": health}
-    if healthy_since is not None:
-        health_status["lastTransitionTime"] = stamp(healthy_since)
-    status: dict[str, Any] = {
-        "sync": {
-            "status": sync,
-            "revision": revision,
-            "comparedTo": {"source": source, "destination": destination},
-        },
-        "health": health_status,
-        "reconciledAt": stamp(NOW - timedelta(seconds=20)),
-        "resourceHealthSource": "appTree",
-        "sourceType": "Kustomize",
-        "controllerNamespace": "argocd",
-        "summary": {"images": [ref(1).split("@")[0]]},
-        "resources": [
-            {
-                "version": "v1",
-                "kind": "Service",
-                "namespace": "iris-staging",
-                "name": "iris-api",
-                "status": "Synced",
-            },
-            {
-                "group": "apps",
-                "version": "v1",
-                "kind": "Deployment",
-                "namespace": "iris-staging",
-                "name": "iris-api",
-                "status": "Synced",
-            },
-        ],
-    }
-    if phase is not None:
-        operation_state: dict[str, Any] = {
-            "operation": {
-                "initiatedBy": {"automated": True},
-                "retry": {
-                    "limit": 5,
-                    "refresh": True,
-                    "backoff": {"duration": "10s", "factor": 2, "maxDuration": "3m"},
-                },
-                "sync": {
-                    "revision": revision,
-                    "prune": True,
-                    "syncOptions": app["spec"]["syncPolicy"]["syncOptions"],
-                },
-            },
-            "phase": phase,
-            "message": message,
-            "startedAt": stamp(started),
-            "syncResult": {
-                "revision": revision,
-                "source": source,
-                "resources": [
-                    {
-                        "group": "batch",
-                        "version": "v1",
-                        "kind": "Job",
-                        "namespace": "iris-staging",
-                        "name": "iris-api-smoke-test",
-                        "status": "Synced",
-                        "hookType": "PostSync",
-                        "hookPhase": hook_phase,
-                        "syncPhase": "PostSync",
-                        "message": f"Job {hook_phase.lower()}",
-                    }
-                ],
-            },
-        }
-        if finished is not None:
-            operation_state["finishedAt"] = stamp(finished)
-        status["operationState"] = operation_state
-        if phase == "Succeeded" and finished is not None:
-            status["history"] = [
-                {
-                    "id": 3,
-                    "revision": revision,
-                    "deployStartedAt": stamp(started),
-                    "deployedAt": stamp(finished),
-                    "source": source,
-                    "initiatedBy": {"automated": True},
-                }
-            ]
-    app["status"] = status
-    return app
 
 
 def judged(validator: Draft202012Validator, app: dict[str, Any]) -> tuple[str, Any] | None:
@@ -272,30 +166,7 @@ def test_a_malformed_timestamp_is_one_clear_error() -> None:
 
 @pytest.fixture
 def kubectl(tmp_path: Path) -> dict[str, str]:
-    """A kubectl that records its arguments and prints $FAKE_APPLICATION (or fails)."""
-    script = tmp_path / "bin" / "kubectl"
-    script.parent.mkdir()
-    script.write_text(
-        "#!/usr/bin/env bash\n"
-        'printf "%s\\n" "$*" >>"$FAKE_KUBECTL_LOG"\n'
-        'if [[ ! -f "$FAKE_APPLICATION" ]]; then\n'
-        "  echo 'Error from server (NotFound): applications.argoproj.io' \\\n"
-        "    '\"iris-staging\" not found' >&2\n"
-        "  exit 1\n"
-        "fi\n"
-        'cat "$FAKE_APPLICATION"\n',
-        encoding="utf-8",
-    )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return {
-        "GITOPS_KUBECTL": f"{script} --context kind-iris",
-        "FAKE_KUBECTL_LOG": str(tmp_path / "kubectl.log"),
-        "FAKE_APPLICATION": str(tmp_path / "application.json"),
-    }
-
-
-def serve(env: dict[str, str], app: dict[str, Any]) -> None:
-    Path(env["FAKE_APPLICATION"]).write_text(json.dumps(app), encoding="utf-8")
+    return kubectl_stand_in(tmp_path / "bin")
 
 
 def promote(repo: Path, env: dict[str, str], *args: str) -> tuple[int, str, str]:
@@ -331,7 +202,7 @@ def test_the_gate_refuses_without_evidence_during_the_soak_and_passes_after(
     before = pin_of(dev, "production")
 
     # staging still runs the first release: the second has no evidence yet.
-    serve(kubectl, judged_app(validator, healthy(first, timedelta(hours=1))))
+    serve_application(kubectl, judged_app(validator, healthy(first, timedelta(hours=1))))
     code, _, err = promote(dev, kubectl)
     assert code == 2
     assert f"staging has not deployed {second[:12]} yet" in err
@@ -342,7 +213,7 @@ def test_the_gate_refuses_without_evidence_during_the_soak_and_passes_after(
     ]
 
     # Synced and healthy at the second for 3 minutes: inside the default 10-minute soak.
-    serve(kubectl, judged_app(validator, healthy(second, timedelta(minutes=3))))
+    serve_application(kubectl, judged_app(validator, healthy(second, timedelta(minutes=3))))
     code, _, err = promote(dev, kubectl)
     assert code == 2
     assert "staging has run" in err
@@ -351,13 +222,13 @@ def test_the_gate_refuses_without_evidence_during_the_soak_and_passes_after(
 
     # The smoke test failed on that commit: refused whatever the soak.
     failed = application(second, phase="Failed", hook_phase="Failed", message="Job failed")
-    serve(kubectl, judged_app(validator, failed))
+    serve_application(kubectl, judged_app(validator, failed))
     code, _, err = promote(dev, kubectl, "--soak", "0s")
     assert code == 2
     assert f"argocd/iris-staging is failure on {second[:12]}" in err
     assert "the last sync failed: Job failed" in err
 
-    serve(kubectl, judged_app(validator, healthy(second, timedelta(minutes=3))))
+    serve_application(kubectl, judged_app(validator, healthy(second, timedelta(minutes=3))))
     code, out, err = promote(dev, kubectl, "--soak", "2m", "--json")
     assert (code, err) == (0, "")
     result = json.loads(out)
@@ -373,7 +244,7 @@ def test_the_gate_on_a_staging_application_that_synced_nothing_names_it(
     origin = init_origin(tmp_path)
     released(origin, tmp_path, 1)
     dev = clone(origin, tmp_path / "dev")
-    serve(kubectl, application(None))
+    serve_application(kubectl, application(None))
     code, _, err = promote(dev, kubectl)
     assert code == 2
     assert "in Argo CD Application iris-staging, which has compared no commit yet" in err

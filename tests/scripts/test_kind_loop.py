@@ -15,11 +15,17 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
 from functools import cache
+from pathlib import Path
 
 import pytest
 
+from harness.git import clone, git, init_origin
+from tests.gitops.support import application, bump, kubectl_stand_in, ref, serve_application
 from tests.scripts.support import REPO_ROOT
 
 LOOP = REPO_ROOT / "scripts" / "kind" / "loop.sh"
@@ -182,3 +188,89 @@ def test_the_header_lists_the_steps_main_runs() -> None:
     header = LOOP.read_text(encoding="utf-8").split("set -Eeuo pipefail")[0]
     listed = re.findall(r"^#\s+\d\. (\w+):", header, flags=re.MULTILINE)
     assert listed == STEPS
+
+
+# --- the loop's own gate lines against the real tool on real git --------------------------------
+
+
+def run_loop_line(function: str, command: str, work: Path, env: dict[str, str]) -> str:
+    """Source loop.sh and run, with `eval`, the first line of `function` that starts with
+    `command`, exactly as bash parsed it, on the work clone `work` (which lib.sh finds at
+    $KIND_STATE_DIR/repo); returns its stderr."""
+    script = (
+        'source "$1"; line="$(declare -f "$2" | grep -m1 -E "^ +$3( |$)")"; '
+        '[[ -n "$line" ]] || exit 99; eval "${line%;}"'
+    )
+    result = subprocess.run(
+        ["bash", "-c", script, "test", str(LOOP), function, command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={
+            **os.environ,
+            **env,
+            "HOME": "/nonexistent",
+            "KIND_STATE_DIR": str(work.parent),
+            "PYTHON": sys.executable,
+            "PYTHONDONTWRITEBYTECODE": "1",
+        },
+        cwd=work,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_the_loops_gate_lines_match_what_the_real_gate_says(tmp_path: Path) -> None:
+    origin = init_origin(tmp_path)
+    work = clone(origin, tmp_path / "state" / "repo")
+    # The kind work clone is a clone of this repository: the tool is in it.
+    shutil.copytree(
+        REPO_ROOT / "gitops", work / "gitops", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (work / ".gitignore").write_text("__pycache__/\n", encoding="utf-8")
+    git(work, "add", "--all")
+    git(work, "commit", "-q", "-m", "the GitOps tool")
+    git(work, "push", "-q", "origin", "main")
+    released = clone(origin, tmp_path / "release")
+    assert bump(released, ref(1)).returncode == 0
+    bump_sha = git(released, "rev-parse", "HEAD")
+    git(work, "pull", "-q", "--ff-only")
+    deployment = work / "deploy" / "base" / "deployment.yaml"
+    deployment.write_text(
+        deployment.read_text(encoding="utf-8").replace(
+            "            - name: IRIS_METRICS_DIR\n",
+            '            - name: IRIS_MAX_BATCH_ROWS\n              value: "2"\n'
+            "            - name: IRIS_METRICS_DIR\n",
+        ),
+        encoding="utf-8",
+    )
+    git(work, "commit", "-q", "-am", "deploy(base): at most 2 rows per batch")
+    git(work, "push", "-q", "origin", "main")
+    config_sha = git(work, "rev-parse", "HEAD")
+    kubectl = kubectl_stand_in(tmp_path / "bin")
+    env = {**kubectl, "GITOPS_REMOTE": "origin", "CONFIG_SHA": config_sha}
+
+    # Step 2, right after the push: staging still runs the release before it.
+    serve_application(kubectl, application(bump_sha))
+    said = run_loop_line("config_change_reaches_staging_only", "promote_refused", work, env)
+    assert f"staging has not deployed {config_sha[:12]} yet" in said
+
+    # Step 3: staging has run it healthy for a minute only.
+    now = datetime.now(UTC)
+    serve_application(
+        kubectl,
+        application(
+            config_sha,
+            healthy_since=now - timedelta(minutes=2),
+            started=now - timedelta(minutes=2),
+            finished=now - timedelta(minutes=1),
+        ),
+    )
+    said = run_loop_line(
+        "promotion_gate_refuses_during_soak_then_passes", "promote_refused", work, env
+    )
+    assert "the soak time is 10m 0s" in said
+    assert git(work, "status", "--porcelain") == ""
