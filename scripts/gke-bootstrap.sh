@@ -486,7 +486,6 @@ fi
 # --- Cloud Monitoring dashboard --------------------------------------------------------------
 
 readonly DASHBOARD_FILE="monitoring/dashboard.json"
-readonly DASHBOARD_DISPLAY_NAME="Iris API"
 # The file's sha256 (first 32 hex digits) travels in this label of the dashboard: a re-run
 # updates the dashboard only when the file changed since, and otherwise calls nothing.
 readonly DASHBOARD_LABEL="source_sha256"

@@ -18,6 +18,8 @@ NODE_SA_NAME="${NODE_SA_NAME:-iris-nodes}"
 # The regional static IP the production LoadBalancer Service asks for by this name
 # (deploy/overlays/production/service.patch.yaml).
 ADDRESS_NAME="${PRODUCTION_ADDRESS:-iris-production}"
+# The Cloud Monitoring dashboard made from monitoring/dashboard.json, found by this name.
+readonly DASHBOARD_DISPLAY_NAME="Iris API"
 DRY_RUN=0
 
 readonly COMMON_OPTIONS_HELP='Options (each also read from the environment variable in brackets):

@@ -189,6 +189,25 @@ else
     gcloud artifacts repositories delete "$REGISTRY" --location="$REGION" --project="$PROJECT_ID" --quiet
 fi
 
+section "Cloud Monitoring dashboard '${DASHBOARD_DISPLAY_NAME}'"
+DASHBOARD_LIST=(gcloud monitoring dashboards list --project="$PROJECT_ID"
+  --filter="displayName=\"${DASHBOARD_DISPLAY_NAME}\"" --format="value(name,displayName)")
+if ((DRY_RUN)); then
+  run "${DASHBOARD_LIST[@]}"
+  echo "# then, for each listed with exactly that name: gcloud monitoring dashboards delete <its name> --project=${PROJECT_ID} --quiet"
+else
+  listing="$("${DASHBOARD_LIST[@]}")" || die "could not list the dashboards of ${PROJECT_ID} (above)"
+  deleted=0
+  # The filter may match words rather than the whole name; delete exact matches only.
+  while IFS=$'\t' read -r name display; do
+    [[ -n "$name" && "$display" == "$DASHBOARD_DISPLAY_NAME" ]] || continue
+    log "deleting: dashboard ${name}"
+    gcloud monitoring dashboards delete "$name" --project="$PROJECT_ID" --quiet
+    deleted=1
+  done <<<"$listing"
+  ((deleted)) || log "already gone: dashboard '${DASHBOARD_DISPLAY_NAME}'"
+fi
+
 if ((!DRY_RUN)); then
   cat <<EOF
 Done. Remove the repository variables GCP_PROJECT_ID, GCP_REGION, GAR_REPOSITORY,

@@ -124,8 +124,9 @@ fake_gcloud() {
 
 # Cloud Monitoring dashboards, one directory each under $FAKE_STATE_DIR/monitoring_dashboards
 # holding the config sent (config.json) and its etag. create refuses an etag and assigns the
-# name; update refuses an unknown name or an etag other than the stored one, as the API does;
-# list prints, tab-separated, name, etag, the display name and the source_sha256 label.
+# name; update refuses an unknown name or an etag other than the stored one, as the API does,
+# and delete an unknown name; list prints, tab-separated, the fields --format=value(...)
+# names (name, etag, displayName, labels.source_sha256).
 fake_dashboards() {
   python3 - "${FAKE_STATE_DIR}/monitoring_dashboards" "$@" <<'PY'
 import hashlib, json, pathlib, sys
@@ -141,10 +142,16 @@ def store(directory, config):
     (directory / "config.json").write_text(json.dumps(config))
     (directory / "etag").write_text(hashlib.sha256(json.dumps(config).encode()).hexdigest()[:32])
 if verb == "list":
+    fields = flags["format"].removeprefix("value(").removesuffix(")").split(",")
     for directory in sorted(state.iterdir()):
         config = json.loads((directory / "config.json").read_text())
-        label = config.get("labels", {}).get("source_sha256", "")
-        print(f"projects/{flags['project']}/dashboards/{directory.name}", (directory / "etag").read_text(), config["displayName"], label, sep="\t")
+        known = {
+            "name": f"projects/{flags['project']}/dashboards/{directory.name}",
+            "etag": (directory / "etag").read_text(),
+            "displayName": config["displayName"],
+            "labels.source_sha256": config.get("labels", {}).get("source_sha256", ""),
+        }
+        print(*(known[field] for field in fields), sep="\t")
 elif verb == "create":
     try:
         config = json.loads(flags["config"])
@@ -153,6 +160,13 @@ elif verb == "create":
     if "etag" in config:
         fail("INVALID_ARGUMENT: etag must not be set on create")
     store(state / f"d{len(list(state.iterdir())) + 1}", config)
+elif verb == "delete":
+    directory = state / argv[3].rsplit("/", 1)[-1]
+    if not directory.is_dir():
+        fail(f"NOT_FOUND: {argv[3]}")
+    for stored in directory.iterdir():
+        stored.unlink()
+    directory.rmdir()
 elif verb == "update":
     directory = state / argv[3].rsplit("/", 1)[-1]
     if not directory.is_dir():

@@ -1,5 +1,6 @@
 """scripts/gke-bootstrap.sh applies monitoring/dashboard.json: created when no dashboard has
-its display name, updated with the listed etag when the file changed, left alone otherwise.
+its display name, updated with the listed etag when the file changed, left alone otherwise;
+scripts/gke-teardown.sh deletes it.
 
 Against the recording gcloud stand-in (tests/scripts/stand-in.sh), which keeps dashboards and
 their etags as the API does; whether Cloud Monitoring accepts the dashboard is what
@@ -20,6 +21,7 @@ from tests.scripts.support import (
     BOOTSTRAP,
     PROJECT,
     REPO_ROOT,
+    TEARDOWN,
     Run,
     World,
     make_world,
@@ -131,3 +133,18 @@ def test_dry_run_lists_the_dashboard_and_says_what_it_would_do(base: Path) -> No
     assert lines[listing + 2].startswith(
         "# one with another source_sha256: gcloud monitoring dashboards update"
     )
+
+
+def test_teardown_deletes_the_dashboard_and_no_other(base: Path) -> None:
+    world = make_world(base / "teardown")
+    assert world.run(BOOTSTRAP, ARGS).returncode == 0
+    seed_dashboard(world, "d9", {"displayName": f"{DISPLAY_NAME} (old copy)"}, "etag9")
+    run = world.run(TEARDOWN, [*ARGS, "--yes"])
+    assert run.returncode == 0, run.stderr
+    (delete,) = dashboard_calls(run, "delete")
+    assert delete[3] == f"projects/{PROJECT}/dashboards/d1"
+    assert "--quiet" in delete
+    assert list(stored(world)) == ["d9"]
+    again = world.run(TEARDOWN, [*ARGS, "--yes"])
+    assert dashboard_calls(again, "delete") == []
+    assert f"already gone: dashboard '{DISPLAY_NAME}'" in again.stderr

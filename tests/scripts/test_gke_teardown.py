@@ -54,6 +54,8 @@ def test_dry_run_calls_nothing_and_prints_every_delete(tmp_path: Path) -> None:
         "gcloud projects remove-iam-policy-binding",
         "gcloud iam service-accounts delete iris-nodes@",
         "gcloud artifacts repositories delete iris",
+        "gcloud monitoring dashboards list",
+        "gcloud monitoring dashboards delete <its name>",
     ):
         assert needle in run.stdout
 
@@ -74,13 +76,14 @@ def test_applications_go_before_the_cluster_and_the_cluster_before_identity(tear
         ("service-accounts", "delete"),
         ("projects", "remove-iam-policy-binding"),
         ("repositories", "delete"),
+        ("monitoring", "dashboards", "delete"),
     )
 
 
 def test_everything_the_bootstrap_made_is_deleted_quietly(teardown: Run) -> None:
     deletes = [call for call in teardown.gcloud() if "delete" in call]
-    # cluster, address, provider, pool, two service accounts, repository
-    assert len(deletes) == 7, teardown.render_calls()
+    # cluster, address, provider, pool, two service accounts, repository, dashboard
+    assert len(deletes) == 8, teardown.render_calls()
     for call in deletes:
         assert "--quiet" in call, " ".join(call)
 
