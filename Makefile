@@ -200,7 +200,7 @@ bench: $(VENV)/.runtime $(MODEL_DIR)/metadata.json $(BENCH_VENV)/.installed wrk 
 	IRIS_MODEL_DIR=$(MODEL_DIR) $(PY) -m bench
 
 .PHONY: reliability
-reliability: $(VENV)/.dev $(MODEL_DIR)/metadata.json ## load, shutdown, crash, bad-artifact, hostile-input and GitOps scenarios (~3.5 min)
+reliability: $(VENV)/.dev $(MODEL_DIR)/metadata.json ## load, shutdown, crash, bad-artifact, hostile-input and GitOps scenarios (~3.5 min; JSON + PNG)
 	IRIS_MODEL_DIR=$(MODEL_DIR) $(PY) -m reliability
 
 # --- quality -------------------------------------------------------------------------------

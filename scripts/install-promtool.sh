@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs promtool from the Prometheus 2.53.4 release (the long-term-support line), for
-# the rule tests in tests/monitoring. The download is checked against a pinned SHA-256
-# before it is unpacked.
+# Installs promtool and prometheus from the Prometheus 2.53.4 release (the long-term-support
+# line), for tests/monitoring: promtool checks and unit-tests the rules, prometheus runs the
+# live check (tests/monitoring/test_live_prometheus.py). The download is checked against a
+# pinned SHA-256 before it is unpacked.
 #
-#   scripts/install-promtool.sh DIR     # installs DIR/promtool
+#   scripts/install-promtool.sh DIR     # installs DIR/promtool and DIR/prometheus
 #
 # The checksum is the one published with the release (sha256sums.txt); the same value is
 # pinned by other projects that install this tarball. Only linux-amd64 (the GitHub runners)
@@ -33,7 +34,8 @@ if [[ "${actual%% *}" != "$sha256" ]]; then
   exit 1
 fi
 
-tar -xzf "$work/${name}.tar.gz" -C "$work" "${name}/promtool"
+tar -xzf "$work/${name}.tar.gz" -C "$work" "${name}/promtool" "${name}/prometheus"
 mkdir -p "$dest"
-install -m 0755 "$work/${name}/promtool" "$dest/promtool"
+install -m 0755 "$work/${name}/promtool" "$work/${name}/prometheus" "$dest/"
 "$dest/promtool" --version
+"$dest/prometheus" --version
