@@ -8,7 +8,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -389,89 +389,124 @@ def _dispatch(args: argparse.Namespace) -> int:
         image_name=args.image_name, kustomize=args.kustomize, lock_timeout_s=args.lock_timeout
     )
     repo = Repo.open(args.repo)
-    if args.command == "set-image":
-        repo.overlay_dir(args.env)  # an unknown environment is the first thing to report
-        ref = ImageRef.parse(args.ref)
-        model = model_from_metadata(args.metadata) if args.metadata else None
-        result = set_image(
-            repo, args.env, ref, options, model=model, source_commit=args.source_commit
-        )
-        _report_set(result, verb="set")
-    elif args.command == "bump":
-        repo.overlay_dir(args.env)
-        ref = ImageRef.parse(args.ref)
-        model = model_from_metadata(args.metadata) if args.metadata else None
-        edit = bump_edit(
-            args.env,
-            ref,
-            options,
-            force=args.force,
-            log=_log,
-            model=model,
-            source_commit=args.source_commit,
-        )
-        _deliver(repo, edit, args, args.env)
-    elif args.command == "hold":
-        with repo.lock(options.lock_timeout_s):
-            entry = running_entry(repo, args.env, options)
-            hold_file, placed = place_hold(repo, args.env, args.reason, entry.display())
-        if placed:
-            print(f"{args.env}: on hold in {hold_file}; commit it (with the revert) and push")
-        else:
-            print(f"{args.env}: already on hold for that reason; nothing to do")
-    elif args.command == "release":
-        with repo.lock(options.lock_timeout_s):
-            hold = read_hold(repo, args.env)
-            removed = lift_hold(repo, args.env)
-        if removed and hold is not None:
-            print(f"{args.env}: hold lifted ({hold.reason}); commit the removal of {removed}")
-        else:
-            print(f"{args.env}: not on hold; nothing to do")
-    elif args.command == "promote" and (args.push or args.pull_request):
-        if args.push and args.pull_request:
-            raise GitOpsError("--push and --pull-request exclude each other")
-        check_direction(args.source, args.target, repo.environments())
-        promoted: list[Promotion] = []
-        edit = promote_edit(
-            args.source,
-            args.target,
-            options,
-            gate=_gate(args),
-            revision=args.revision,
-            done=promoted.append,
-        )
-        _deliver(repo, edit, args, args.target)
-        if promoted:
-            _report_promotion(promoted[-1], args, quiet=True)
-    elif args.command == "promote":
+    _COMMANDS[args.command](repo, args, options)
+    return 0
+
+
+Command = Callable[[Repo, argparse.Namespace, Options], None]
+
+
+def _set_image(repo: Repo, args: argparse.Namespace, options: Options) -> None:
+    repo.overlay_dir(args.env)  # an unknown environment is the first thing to report
+    ref = ImageRef.parse(args.ref)
+    model = model_from_metadata(args.metadata) if args.metadata else None
+    result = set_image(repo, args.env, ref, options, model=model, source_commit=args.source_commit)
+    _report_set(result, verb="set")
+
+
+def _bump(repo: Repo, args: argparse.Namespace, options: Options) -> None:
+    repo.overlay_dir(args.env)
+    ref = ImageRef.parse(args.ref)
+    model = model_from_metadata(args.metadata) if args.metadata else None
+    edit = bump_edit(
+        args.env,
+        ref,
+        options,
+        force=args.force,
+        log=_log,
+        model=model,
+        source_commit=args.source_commit,
+    )
+    _deliver(repo, edit, args, args.env)
+
+
+def _hold(repo: Repo, args: argparse.Namespace, options: Options) -> None:
+    with repo.lock(options.lock_timeout_s):
+        entry = running_entry(repo, args.env, options)
+        hold_file, placed = place_hold(repo, args.env, args.reason, entry.display())
+    if placed:
+        print(f"{args.env}: on hold in {hold_file}; commit it (with the revert) and push")
+    else:
+        print(f"{args.env}: already on hold for that reason; nothing to do")
+
+
+def _release(repo: Repo, args: argparse.Namespace, options: Options) -> None:
+    with repo.lock(options.lock_timeout_s):
+        hold = read_hold(repo, args.env)
+        removed = lift_hold(repo, args.env)
+    if removed and hold is not None:
+        print(f"{args.env}: hold lifted ({hold.reason}); commit the removal of {removed}")
+    else:
+        print(f"{args.env}: not on hold; nothing to do")
+
+
+def _promote(repo: Repo, args: argparse.Namespace, options: Options) -> None:
+    if not (args.push or args.pull_request):
         pinned = promote(
             repo, args.source, args.target, options, gate=_gate(args), revision=args.revision
         )
         _report_promotion(pinned, args, quiet=False)
-    elif args.command == "diff":
-        diffs = environment_diffs(repo, args.base, args.head, kustomize_command(options.kustomize))
-        if args.markdown:
-            base, head = resolve(repo, args.base), resolve(repo, args.head)
-            print(as_markdown(diffs, base=base, head=head))
-        else:
-            print(as_text(diffs), end="")
-    elif args.command == "status":
-        _print_status(status(repo, options), as_json=args.json)
-    elif args.command == "history":
-        if args.limit < 1:
-            raise GitOpsError("--limit must be at least 1")
-        found = history(repo, args.env, options)
-        code = code_commits(repo, found[0]) if found else None
-        _print_history(args.env, found, args.limit, code, as_json=args.json)
-    elif args.command == "set-repo":
-        with repo.lock(options.lock_timeout_s):
-            changed = set_repo(repo, args.url)
-        if changed:
-            print(f"repo URL set to {args.url} in: {', '.join(changed)}")
-            _commit_and_push(changed, f"argocd: deploy from {args.url}")
-        else:
-            print(f"argocd/ already deploys from {args.url}; nothing to do")
-    return 0
+        return
+    if args.push and args.pull_request:
+        raise GitOpsError("--push and --pull-request exclude each other")
+    check_direction(args.source, args.target, repo.environments())
+    promoted: list[Promotion] = []
+    edit = promote_edit(
+        args.source,
+        args.target,
+        options,
+        gate=_gate(args),
+        revision=args.revision,
+        done=promoted.append,
+    )
+    _deliver(repo, edit, args, args.target)
+    if promoted:
+        _report_promotion(promoted[-1], args, quiet=True)
+
+
+def _diff(repo: Repo, args: argparse.Namespace, options: Options) -> None:
+    diffs = environment_diffs(repo, args.base, args.head, kustomize_command(options.kustomize))
+    if args.markdown:
+        base, head = resolve(repo, args.base), resolve(repo, args.head)
+        print(as_markdown(diffs, base=base, head=head))
+    else:
+        print(as_text(diffs), end="")
+
+
+def _status(repo: Repo, args: argparse.Namespace, options: Options) -> None:
+    _print_status(status(repo, options), as_json=args.json)
+
+
+def _history(repo: Repo, args: argparse.Namespace, options: Options) -> None:
+    if args.limit < 1:
+        raise GitOpsError("--limit must be at least 1")
+    found = history(repo, args.env, options)
+    code = code_commits(repo, found[0]) if found else None
+    _print_history(args.env, found, args.limit, code, as_json=args.json)
+
+
+def _set_repo(repo: Repo, args: argparse.Namespace, options: Options) -> None:
+    with repo.lock(options.lock_timeout_s):
+        changed = set_repo(repo, args.url)
+    if changed:
+        print(f"repo URL set to {args.url} in: {', '.join(changed)}")
+        _commit_and_push(changed, f"argocd: deploy from {args.url}")
+    else:
+        print(f"argocd/ already deploys from {args.url}; nothing to do")
+
+
+# One function per subcommand: the parser's command names, each with what it does.
+_COMMANDS: dict[str, Command] = {
+    "set-image": _set_image,
+    "bump": _bump,
+    "hold": _hold,
+    "release": _release,
+    "promote": _promote,
+    "diff": _diff,
+    "status": _status,
+    "history": _history,
+    "set-repo": _set_repo,
+}
 
 
 def _commit_and_push(paths: Sequence[str], subject: str) -> None:

@@ -80,41 +80,10 @@ class ImageRef:
     @classmethod
     def from_parts(cls, name: str, tag: str, digest: str) -> ImageRef:
         """Validate a name, tag and digest given separately (as an overlay stores them)."""
-        parts = name.split("/")
-        if len(parts) < 4:
-            raise GitOpsError(
-                f"image name {name!r} must be "
-                "<region>-docker.pkg.dev/<project>/<repository>/<image>"
-            )
-        host, project, repository, *image_parts = parts
-        if not _HOST.match(host):
-            raise GitOpsError(
-                f"registry host {host!r} is not Artifact Registry: expected <region>-docker.pkg.dev"
-            )
-        if project == PLACEHOLDER_PROJECT:
-            raise GitOpsError(
-                f"project {project!r} is the placeholder; use the image your release pushed"
-            )
-        if not _PROJECT.match(project):
-            raise GitOpsError(f"project {project!r} is not a valid Google Cloud project id")
-        if not _REPOSITORY.match(repository):
-            raise GitOpsError(
-                f"repository {repository!r} is not a valid Artifact Registry repository id"
-            )
-        for component in image_parts:
-            if not _IMAGE_COMPONENT.match(component):
-                raise GitOpsError(f"image name component {component!r} is not valid")
-        if tag in _MUTABLE_TAGS:
-            raise GitOpsError(f"tag {tag!r} is mutable; use the sha-<commit> tag of the build")
-        if not _TAG.match(tag):
-            raise GitOpsError(f"tag {tag!r} must be sha-<7 to 40 lowercase hex characters>")
-        if set(tag.removeprefix("sha-")) == {"0"}:
-            raise GitOpsError(f"tag {tag!r} is the placeholder; use the tag your release pushed")
-        if not _DIGEST.match(digest):
-            raise GitOpsError(f"digest {digest!r} must be sha256: followed by 64 lowercase hex")
-        if set(digest.removeprefix("sha256:")) == {"0"}:
-            raise GitOpsError("digest is the all-zero placeholder; use the digest the push printed")
-        return cls(host, project, repository, "/".join(image_parts), tag, digest)
+        host, project, repository, image = _checked_name(name)
+        _check_tag(tag)
+        _check_digest(digest)
+        return cls(host, project, repository, image, tag, digest)
 
     def rendered_forms(self) -> frozenset[str]:
         """The container `image` strings kustomize may render for this reference.
@@ -123,3 +92,47 @@ class ImageRef:
         same bytes because the digest wins.
         """
         return frozenset({str(self), f"{self.name}@{self.digest}"})
+
+
+def _checked_name(name: str) -> tuple[str, str, str, str]:
+    """Host, project, repository and image path of an Artifact Registry image name."""
+    parts = name.split("/")
+    if len(parts) < 4:
+        raise GitOpsError(
+            f"image name {name!r} must be <region>-docker.pkg.dev/<project>/<repository>/<image>"
+        )
+    host, project, repository, *image_parts = parts
+    if not _HOST.match(host):
+        raise GitOpsError(
+            f"registry host {host!r} is not Artifact Registry: expected <region>-docker.pkg.dev"
+        )
+    if project == PLACEHOLDER_PROJECT:
+        raise GitOpsError(
+            f"project {project!r} is the placeholder; use the image your release pushed"
+        )
+    if not _PROJECT.match(project):
+        raise GitOpsError(f"project {project!r} is not a valid Google Cloud project id")
+    if not _REPOSITORY.match(repository):
+        raise GitOpsError(
+            f"repository {repository!r} is not a valid Artifact Registry repository id"
+        )
+    for component in image_parts:
+        if not _IMAGE_COMPONENT.match(component):
+            raise GitOpsError(f"image name component {component!r} is not valid")
+    return host, project, repository, "/".join(image_parts)
+
+
+def _check_tag(tag: str) -> None:
+    if tag in _MUTABLE_TAGS:
+        raise GitOpsError(f"tag {tag!r} is mutable; use the sha-<commit> tag of the build")
+    if not _TAG.match(tag):
+        raise GitOpsError(f"tag {tag!r} must be sha-<7 to 40 lowercase hex characters>")
+    if set(tag.removeprefix("sha-")) == {"0"}:
+        raise GitOpsError(f"tag {tag!r} is the placeholder; use the tag your release pushed")
+
+
+def _check_digest(digest: str) -> None:
+    if not _DIGEST.match(digest):
+        raise GitOpsError(f"digest {digest!r} must be sha256: followed by 64 lowercase hex")
+    if set(digest.removeprefix("sha256:")) == {"0"}:
+        raise GitOpsError("digest is the all-zero placeholder; use the digest the push printed")

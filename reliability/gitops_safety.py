@@ -44,6 +44,35 @@ def run_set_image(repo: Path, ref: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _kill_at_random(
+    work: Path, expected: dict[str, bytes], kills: int, run_s: float, rng: random.Random
+) -> dict[str, int]:
+    """SIGKILL `kills` set-image runs at random moments; how often the overlay was left
+    as it was (old), as the run would write it (new), or as neither (torn)."""
+    outcomes = {"old": 0, "new": 0, "torn": 0}
+    for i in range(kills):
+        ref = image_ref(i % 2)
+        before = (work / OVERLAY).read_bytes()
+        proc = subprocess.Popen(
+            set_image_argv(work, ref),
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0.0, run_s * 1.1))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        after = (work / OVERLAY).read_bytes()
+        if after == before:
+            outcomes["old"] += 1
+        elif after == expected[ref]:
+            outcomes["new"] += 1
+        else:
+            outcomes["torn"] += 1
+    return outcomes
+
+
 def gitops_state_safety(
     workdir: Path, *, kills: int = 40, concurrent_rounds: int = 3, seed: int = 1
 ) -> Outcome:
@@ -70,27 +99,7 @@ def gitops_state_safety(
 
     # 1. SIGKILL at random points.
     work = clone(origin, workdir / "kills")
-    outcomes = {"old": 0, "new": 0, "torn": 0}
-    for i in range(kills):
-        ref = image_ref(i % 2)
-        before = (work / OVERLAY).read_bytes()
-        proc = subprocess.Popen(
-            set_image_argv(work, ref),
-            env=_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(rng.uniform(0.0, run_s * 1.1))
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        after = (work / OVERLAY).read_bytes()
-        if after == before:
-            outcomes["old"] += 1
-        elif after == expected[ref]:
-            outcomes["new"] += 1
-        else:
-            outcomes["torn"] += 1
+    outcomes = _kill_at_random(work, expected, kills, run_s, rng)
     leftovers = [
         line[3:]
         for line in git(work, "status", "--porcelain", "--untracked-files=all").splitlines()

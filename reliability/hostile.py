@@ -145,6 +145,48 @@ async def _slow_bodies(port: int, count: int, trickle_s: float) -> list[tuple[fl
     return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
+def _odd_bodies(port: int, limit: int) -> dict[str, int | None]:
+    """The status each malformed or oversized request got (None: no answer)."""
+    depth = limit // 2 - 20
+    return {
+        "body 4x the limit": _raw_exchange(port, _post("/predict", b" " * (4 * limit))),
+        "body of 10 MiB": _raw_exchange(port, _post("/predict", b"[" * 10 * procs.MIB)),
+        "Content-Length of 1 GiB, no body": _raw_exchange(
+            port,
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1073741824\r\nConnection: close\r\n\r\n",
+            timeout_s=15,
+        ),
+        # Nesting as deep as fits under the body limit, so the parser, not the size
+        # check, has to deal with it.
+        f"JSON nested {depth:,} deep": _raw_exchange(
+            port, _post("/predict", b"[" * depth + b"]" * depth)
+        ),
+        f"v2 tensor nested {depth - 50:,} deep": _raw_exchange(
+            port,
+            _post(
+                "/v2/models/iris/infer",
+                b'{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":'
+                + b"[" * (depth - 50)
+                + b"]" * (depth - 50)
+                + b"}]}",
+            ),
+        ),
+        f"batch nested {depth - 10:,} deep": _raw_exchange(
+            port,
+            _post(
+                "/predict/batch",
+                b'{"instances":' + b"[" * (depth - 10) + b"]" * (depth - 10) + b"}",
+            ),
+        ),
+        "invalid UTF-8": _raw_exchange(port, _post("/predict", b'{"\xff\xfe": 1}')),
+        "NUL bytes": _raw_exchange(port, _post("/predict", b"\x00" * 1000)),
+        "form content type": _raw_exchange(
+            port, _post("/predict", b"a=1", "application/x-www-form-urlencoded")
+        ),
+    }
+
+
 def hostile_input(
     model_dir: Path,
     workdir: Path,
@@ -168,45 +210,7 @@ def hostile_input(
         rss_before = procs.rss_by_pid(workers)
         from service.settings import Settings
 
-        limit = Settings().max_body_bytes
-        depth = limit // 2 - 20
-        odd: dict[str, int | None] = {
-            "body 4x the limit": _raw_exchange(server.port, _post("/predict", b" " * (4 * limit))),
-            "body of 10 MiB": _raw_exchange(server.port, _post("/predict", b"[" * 10 * procs.MIB)),
-            "Content-Length of 1 GiB, no body": _raw_exchange(
-                server.port,
-                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 1073741824\r\nConnection: close\r\n\r\n",
-                timeout_s=15,
-            ),
-            # Nesting as deep as fits under the body limit, so the parser, not the size
-            # check, has to deal with it.
-            f"JSON nested {depth:,} deep": _raw_exchange(
-                server.port, _post("/predict", b"[" * depth + b"]" * depth)
-            ),
-            f"v2 tensor nested {depth - 50:,} deep": _raw_exchange(
-                server.port,
-                _post(
-                    "/v2/models/iris/infer",
-                    b'{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":'
-                    + b"[" * (depth - 50)
-                    + b"]" * (depth - 50)
-                    + b"}]}",
-                ),
-            ),
-            f"batch nested {depth - 10:,} deep": _raw_exchange(
-                server.port,
-                _post(
-                    "/predict/batch",
-                    b'{"instances":' + b"[" * (depth - 10) + b"]" * (depth - 10) + b"}",
-                ),
-            ),
-            "invalid UTF-8": _raw_exchange(server.port, _post("/predict", b'{"\xff\xfe": 1}')),
-            "NUL bytes": _raw_exchange(server.port, _post("/predict", b"\x00" * 1000)),
-            "form content type": _raw_exchange(
-                server.port, _post("/predict", b"a=1", "application/x-www-form-urlencoded")
-            ),
-        }
+        odd = _odd_bodies(server.port, Settings().max_body_bytes)
         fuzz = (
             _schemathesis(server.port, schemathesis_examples, workdir)
             if schemathesis_examples

@@ -146,6 +146,19 @@ def graceful_shutdown(
         code = server.proc.returncode if server.proc else None
     finally:
         server.stop()
+    return _judge_shutdown(out, result, probes, timings, code, drain_s, graceful_timeout_s)
+
+
+def _judge_shutdown(
+    out: Outcome,
+    result: LoadResult,
+    probes: list[tuple[float, int | None, str | None]],
+    timings: dict[str, float],
+    code: int | None,
+    drain_s: float,
+    graceful_timeout_s: int,
+) -> Outcome:
+    """Scenario 2's figures and checks, from what the client and the readiness probe saw."""
     t_term = timings["sigterm"]
     exit_s = timings["exited"] - t_term
     unready_s = timings.get("unready", float("nan")) - t_term
@@ -302,6 +315,20 @@ def worker_crash(
             if pid in cpu_before
         }
         master_alive = server.proc is not None and server.proc.poll() is None
+    survived = master_alive and len(final_workers) == 2
+    return _judge_crash(out, result, timings, shares, survived, connections, recovery_bound_s)
+
+
+def _judge_crash(
+    out: Outcome,
+    result: LoadResult,
+    timings: dict[str, float],
+    shares: dict[int, float],
+    survived: bool,
+    connections: int,
+    recovery_bound_s: float,
+) -> Outcome:
+    """Scenario 3's figures and checks, from the load and the kill's timings."""
     kill_at = timings["kill_offset"]
     spawned_s = timings.get("spawned", float("inf")) - timings["kill"]
     serving_s = timings.get("serving", float("inf")) - timings["kill"]
@@ -334,6 +361,6 @@ def worker_crash(
     bound = 2 * connections
     out.check(f"failed requests <= 2 x connections ({bound})", out.failures <= bound)
     out.check("failures only at the kill", len(failed_after_kill) == len(result.failures))
-    out.check("master survived and runs 2 workers", master_alive and len(final_workers) == 2)
+    out.check("master survived and runs 2 workers", survived)
     out.check(f"replacement serving within {recovery_bound_s:g} s", serving_s <= recovery_bound_s)
     return out

@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -386,6 +387,52 @@ def tree_rss_bytes(pid: int) -> tuple[int, list[int]]:
     return total, children
 
 
+def _pod_environment(
+    instructions: list[Instruction],
+    container: dict[str, Any],
+    trained_context: Path,
+    tmp_path: Path,
+    revision: str,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The pod's environment (the image's ENV, the Deployment's env on top) and the same
+    for a local process: image paths mapped into the build context, mounts into tmp_path."""
+    runtime = stage(instructions, "runtime")
+    workdir = [i.arguments for i in runtime if i.keyword == "WORKDIR"][-1].rstrip("/")
+    mounts = [m["mountPath"].rstrip("/") for m in container["volumeMounts"]]
+
+    def local(value: str) -> str:
+        if value.startswith(workdir + "/"):
+            return str(trained_context / value.removeprefix(workdir + "/"))
+        for mount in mounts:
+            if value.startswith(mount + "/"):
+                return str(tmp_path / mount.strip("/") / value.removeprefix(mount + "/"))
+        return value
+
+    pod_env = env(instructions, "runtime")
+    pod_env["IRIS_GIT_REVISION"] = revision  # what --build-arg GIT_REVISION=<sha> gives
+    pod_env.update({item["name"]: str(item["value"]) for item in container["env"]})
+    process_env = clean_env(**{name: local(value) for name, value in pod_env.items()})
+    process_env["PATH"] = pod_env["PATH"].replace(f"{VENV}/bin", f"{sys.prefix}/bin")
+    process_env["PATH"] = process_env["PATH"].replace("$PATH", os.environ["PATH"])
+    return pod_env, process_env
+
+
+def _wait_ready_within_the_startup_probe(
+    server: subprocess.Popen[bytes], base: str, container: dict[str, Any], log: Path
+) -> None:
+    startup = container["startupProbe"]
+    deadline = time.monotonic() + startup["periodSeconds"] * startup["failureThreshold"]
+    while True:
+        assert server.poll() is None, log.read_text()
+        try:
+            if get(base + container["readinessProbe"]["httpGet"]["path"])[0] == 200:
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "not ready within the startup probe budget"
+        time.sleep(0.1)
+
+
 @pytest.mark.integration
 def test_image_command_serves_the_trained_model_with_the_pod_environment(
     instructions: list[Instruction],
@@ -400,27 +447,13 @@ def test_image_command_serves_the_trained_model_with_the_pod_environment(
     Only the address changes: tests listen on loopback, on a free port.
     """
     runtime = stage(instructions, "runtime")
-    workdir = [i.arguments for i in runtime if i.keyword == "WORKDIR"][-1].rstrip("/")
     deployment = renders["production"].one("Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    mounts = [m["mountPath"].rstrip("/") for m in container["volumeMounts"]]
     revision = "0123456789abcdef0123456789abcdef01234567"
-
-    def local(value: str) -> str:
-        if value.startswith(workdir + "/"):
-            return str(trained_context / value.removeprefix(workdir + "/"))
-        for mount in mounts:
-            if value.startswith(mount + "/"):
-                return str(tmp_path / mount.strip("/") / value.removeprefix(mount + "/"))
-        return value
-
-    pod_env = env(instructions, "runtime")
-    pod_env["IRIS_GIT_REVISION"] = revision  # what --build-arg GIT_REVISION=<sha> gives
-    pod_env.update({item["name"]: str(item["value"]) for item in container["env"]})
+    pod_env, process_env = _pod_environment(
+        instructions, container, trained_context, tmp_path, revision
+    )
     port = free_port()
-    process_env = clean_env(**{name: local(value) for name, value in pod_env.items()})
-    process_env["PATH"] = pod_env["PATH"].replace(f"{VENV}/bin", f"{sys.prefix}/bin")
-    process_env["PATH"] = process_env["PATH"].replace("$PATH", os.environ["PATH"])
     metrics_port = free_port()
     process_env.update(
         IRIS_HOST="127.0.0.1", IRIS_PORT=str(port), IRIS_METRICS_PORT=str(metrics_port)
@@ -433,18 +466,7 @@ def test_image_command_serves_the_trained_model_with_the_pod_environment(
             cmd, cwd=trained_context, env=process_env, stdout=log_file, stderr=log_file
         )
         try:
-            # Ready within the startup probe's budget.
-            startup = container["startupProbe"]
-            deadline = time.monotonic() + startup["periodSeconds"] * startup["failureThreshold"]
-            while True:
-                assert server.poll() is None, log.read_text()
-                try:
-                    if get(base + container["readinessProbe"]["httpGet"]["path"])[0] == 200:
-                        break
-                except OSError:
-                    pass
-                assert time.monotonic() < deadline, "not ready within the startup probe budget"
-                time.sleep(0.1)
+            _wait_ready_within_the_startup_probe(server, base, container, log)
 
             assert get(base + container["livenessProbe"]["httpGet"]["path"])[0] == 200
             status, body = get(base + "/version")
