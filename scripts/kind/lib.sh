@@ -485,8 +485,10 @@ wait_smoke_test() {
     ((SECONDS < deadline)) || die "${app}: last sync '${state:-none}' after ${WAIT_SECONDS}s; want Succeeded at ${want:0:12} with PostSync=Succeeded"
     sleep 3
   done
+  # Argo CD deletes it as the operation ends; a minute is plenty.
+  deadline=$((SECONDS + 60))
   until ! k --namespace "${namespace}" get job iris-api-smoke-test >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || die "${namespace}: job/iris-api-smoke-test passed but was not deleted (hook-delete-policy HookSucceeded)"
+    ((SECONDS < deadline)) || die "${namespace}: job/iris-api-smoke-test passed but is still there after 60s (hook-delete-policy HookSucceeded)"
     sleep 2
   done
   log "${app}: the PostSync smoke test of ${want:0:12} passed and its Job was deleted"

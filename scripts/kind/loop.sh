@@ -8,7 +8,7 @@
 #      keeps the first image
 #   2. config_change_reaches_staging_only: a change to deploy/base (IRIS_MAX_BATCH_ROWS=2)
 #      pushed to main; the promotion gate refuses it at once (staging has not run it), then
-#      staging rolls it out while production's pods stay exactly as they were
+#      staging rolls it out while production keeps its pod template and ReplicaSet
 #   3. promotion_gate_refuses_during_soak_then_passes: `gitops promote staging production
 #      --evidence argocd` (staging's Application read from the cluster) is refused inside the
 #      soak time, passes once staging has run the commit healthy for KIND_SOAK_SECONDS, and
@@ -60,12 +60,13 @@ expect_image() {
   [[ "${DEPLOYED_IMAGE}" == *"@$2" ]] || die "$1 runs ${DEPLOYED_IMAGE:-nothing}, not $2: $3"
 }
 
-# workload_of NAMESPACE: sets GENERATION to the Deployment's generation (it grows with every
-# change to its spec) and PODS to the API pods' names, one a line.
+# workload_of NAMESPACE: sets TEMPLATE to the Deployment's pod template and HASHES to the
+# pod-template-hash labels its pods carry (one per ReplicaSet, sorted, on one line). Replica counts are
+# left out: the HorizontalPodAutoscaler changes them at will.
 workload_of() {
-  GENERATION="$(k --namespace "$1" get deployment iris-api -o jsonpath='{.metadata.generation}')"
-  PODS="$(k --namespace "$1" get pods -l app.kubernetes.io/name=iris-api \
-    -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}')"
+  TEMPLATE="$(k --namespace "$1" get deployment iris-api -o jsonpath='{.spec.template}')"
+  HASHES="$(k --namespace "$1" get pods -l app.kubernetes.io/name=iris-api \
+    -o jsonpath='{range .items[*]}{.metadata.labels.pod-template-hash}{"\n"}{end}' | sort -u | tr '\n' ' ')"
 }
 
 # promote_refused PATTERN [ARGS...]: `gitops promote staging production --evidence argocd
@@ -110,14 +111,14 @@ release_reaches_staging_only() {
 # --- 2. a base change reaches staging only -------------------------------------------------------
 
 config_change_reaches_staging_only() {
-  local deployment="${WORK_REPO}/deploy/base/deployment.yaml" pod
+  local deployment="${WORK_REPO}/deploy/base/deployment.yaml"
   if grep -q 'IRIS_MAX_BATCH_ROWS' "${deployment}"; then
     die "deploy/base already sets IRIS_MAX_BATCH_ROWS (an earlier kind-loop); 'make kind-up' starts a fresh work clone"
   fi
   wait_batch_answer iris-staging 200
   wait_batch_answer iris-production 200
   workload_of iris-production
-  local generation="${GENERATION}" pods="${PODS}"
+  local template="${TEMPLATE}" hashes="${HASHES}"
 
   # The kind of change that reaches production with no image change: an env var in the base.
   "${PYTHON}" - "${deployment}" <<'EOF'
@@ -144,12 +145,10 @@ EOF
   wait_image iris-staging "${DIGEST_B}" iris-staging
   wait_batch_answer iris-staging 413
   wait_batch_answer iris-production 200
-  # The HorizontalPodAutoscaler may add a pod; none of the pods there before may go.
+  # Same pod template, and pods of the same ReplicaSet only: nothing was rolled out.
   workload_of iris-production
-  [[ "${GENERATION}" == "${generation}" ]] || die "production's Deployment changed (generation ${generation} -> ${GENERATION}) with a base change on main"
-  for pod in ${pods}; do
-    grep -qx "${pod}" <<<"${PODS}" || die "production's pod ${pod} was replaced after a base change on main"
-  done
+  [[ "${TEMPLATE}" == "${template}" ]] || die "production's pod template changed with a base change on main"
+  [[ "${HASHES}" == "${hashes}" ]] || die "production's pods changed with a base change on main: ReplicaSets ${hashes}before, ${HASHES}now"
   expect_image iris-production "${DIGEST_A}" "a base change must not reach production"
   log "iris-production kept its pods: the base change runs in staging only"
 }

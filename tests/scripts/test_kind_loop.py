@@ -123,7 +123,8 @@ def test_a_base_change_is_refused_by_the_gate_before_staging_ran_it() -> None:
     # Staging gets the change; production keeps its Deployment and its pods.
     assert position(step, "wait_batch_answer", "iris-staging", "413", after=synced) > synced
     assert position(step, "wait_batch_answer", "iris-production", "200", after=synced) > synced
-    assert any("GENERATION" in line and "die" in line for line in commands(step))
+    assert any("TEMPLATE" in line and "die" in line for line in commands(step))
+    assert any("HASHES" in line and "die" in line for line in commands(step))
 
 
 def test_the_gate_refuses_during_the_soak_then_passes_and_the_pin_is_pushed() -> None:
