@@ -26,21 +26,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model.data import CLASS_NAMES, FEATURE_NAMES
+from model.data import CLASS_NAMES, CONTRACT, FEATURE_NAMES, DataContract
 
 if TYPE_CHECKING:
     from model.fastpath import LinearSoftmaxPredictor
 
 __all__ = [
     "CLASS_NAMES",
+    "CONTRACT",
     "FEATURE_NAMES",
     "METADATA_FILE",
     "MODEL_FILE",
     "SCHEMA_VERSION",
     "Artifact",
     "ArtifactError",
+    "DataContract",
     "Metadata",
     "check",
+    "contract_metadata",
     "fast_predictor",
     "load",
     "runtime_versions",
@@ -49,7 +52,8 @@ __all__ = [
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added label_name and feature_range: the service builds its API from the artifact."""
 
 RETRAIN_HINT = "retrain with `make train` in this environment"
 
@@ -76,6 +80,9 @@ class Metadata:
     data_sha256: str
     feature_names: list[str]
     class_names: list[str]
+    label_name: str
+    # The accepted feature values: {"greater_than": x, "at_most": y, "unit": "cm"}.
+    feature_range: dict[str, Any]
     estimator: str
     params: dict[str, Any]
     metrics: dict[str, Any]
@@ -91,6 +98,36 @@ class Metadata:
     def to_dict(self) -> dict[str, Any]:
         """The metadata as a JSON-serialisable dict."""
         return asdict(self)
+
+    @property
+    def contract(self) -> DataContract:
+        """What the model takes and answers: features in order, their range, classes.
+
+        Raises ValueError when the recorded names or range do not make a contract.
+        """
+        bounds = self.feature_range
+        return DataContract(
+            feature_names=tuple(self.feature_names),
+            label_name=self.label_name,
+            class_names=tuple(self.class_names),
+            greater_than=float(bounds["greater_than"]),
+            at_most=float(bounds["at_most"]),
+            unit=str(bounds["unit"]),
+        )
+
+
+def contract_metadata(contract: DataContract) -> dict[str, Any]:
+    """The Metadata fields that record `contract` (training writes them)."""
+    return {
+        "feature_names": list(contract.feature_names),
+        "class_names": list(contract.class_names),
+        "label_name": contract.label_name,
+        "feature_range": {
+            "greater_than": contract.greater_than,
+            "at_most": contract.at_most,
+            "unit": contract.unit,
+        },
+    }
 
 
 @dataclass(frozen=True)
@@ -155,10 +192,11 @@ def check(directory: Path) -> Metadata:
 
     Checks, in order: the directory holds exactly model.joblib and metadata.json; the
     metadata follows the schema; Python (major.minor), scikit-learn, numpy and joblib
-    equal the installed versions; feature and class names are the ones the service
-    expects; model.joblib has the recorded sha256 (so a truncated or corrupted file is
-    caught before unpickling); exported fitted arrays, if any, have the expected form.
-    Imports neither scikit-learn nor joblib.
+    equal the installed versions; the feature names, class names and range make a valid
+    contract (the service serves whatever contract the artifact records); model.joblib
+    has the recorded sha256 (so a truncated or corrupted file is caught before
+    unpickling); exported fitted arrays, if any, have the expected form. Imports
+    neither scikit-learn nor joblib.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -182,7 +220,7 @@ def check(directory: Path) -> Metadata:
 
     metadata = _read_metadata(directory / METADATA_FILE)
     _check_versions(directory, metadata)
-    _check_names(directory, metadata)
+    _check_contract(directory, metadata)
 
     model_path = directory / MODEL_FILE
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
@@ -215,7 +253,7 @@ def load(directory: Path) -> Artifact:
             f"{model_path} cannot be unpickled ({type(exc).__name__}: {exc}); {RETRAIN_HINT}"
         ) from exc
 
-    _check_estimator(model_path, estimator, metadata)
+    _check_estimator(model_path, estimator, metadata, metadata.contract)
     if metadata.fast_path is not None:
         from model import fastpath
 
@@ -254,7 +292,9 @@ def _fast_path_of(directory: Path, metadata: Metadata) -> LinearSoftmaxPredictor
     from model import fastpath  # and numpy: only once every cheaper check has passed
 
     try:
-        return fastpath.from_arrays(metadata.fast_path)
+        return fastpath.from_arrays(
+            metadata.fast_path, len(metadata.class_names), len(metadata.feature_names)
+        )
     except fastpath.FastPathError as exc:
         raise ArtifactError(
             f"{directory / METADATA_FILE}: field 'fast_path' {exc}; {RETRAIN_HINT}"
@@ -293,6 +333,8 @@ def _read_metadata(path: Path) -> Metadata:
         "data_sha256": str,
         "feature_names": list,
         "class_names": list,
+        "label_name": str,
+        "feature_range": dict,
         "estimator": str,
         "params": dict,
         "metrics": dict,
@@ -332,29 +374,39 @@ def _check_versions(directory: Path, metadata: Metadata) -> None:
         )
 
 
-def _check_names(directory: Path, metadata: Metadata) -> None:
-    if tuple(metadata.feature_names) != FEATURE_NAMES:
+def _check_contract(directory: Path, metadata: Metadata) -> DataContract:
+    try:
+        return metadata.contract
+    except (KeyError, TypeError, ValueError) as exc:
+        detail = f"lacks {exc}" if isinstance(exc, KeyError) else str(exc)
         raise ArtifactError(
-            f"model artifact {directory} expects features {metadata.feature_names}, the service "
-            f"sends {list(FEATURE_NAMES)}; {RETRAIN_HINT}"
-        )
-    if tuple(metadata.class_names) != CLASS_NAMES:
-        raise ArtifactError(
-            f"model artifact {directory} predicts classes {metadata.class_names}, the service "
-            f"expects {list(CLASS_NAMES)}; {RETRAIN_HINT}"
-        )
+            f"model artifact {directory}: features, classes or feature_range are not usable "
+            f"({detail}); {RETRAIN_HINT}"
+        ) from None
 
 
-def _check_estimator(path: Path, estimator: Any, metadata: Metadata) -> None:
+def _check_estimator(
+    path: Path, estimator: Any, metadata: Metadata, contract: DataContract
+) -> None:
     if not hasattr(estimator, "predict_proba") or not hasattr(estimator, "classes_"):
         raise ArtifactError(f"{path} does not hold a fitted classifier; {RETRAIN_HINT}")
-    if getattr(estimator, "n_features_in_", None) != len(FEATURE_NAMES):
+    features = contract.feature_names
+    if getattr(estimator, "n_features_in_", None) != len(features):
         raise ArtifactError(
             f"{path} was fitted on {getattr(estimator, 'n_features_in_', '?')} features, "
-            f"expected {len(FEATURE_NAMES)}; {RETRAIN_HINT}"
+            f"its metadata names {len(features)} ({', '.join(features)}); {RETRAIN_HINT}"
         )
-    if [int(c) for c in estimator.classes_] != list(range(len(CLASS_NAMES))):
-        raise ArtifactError(f"{path} has classes {list(estimator.classes_)}; {RETRAIN_HINT}")
+    classes = contract.class_names
+    if len(estimator.classes_) != len(classes):
+        raise ArtifactError(
+            f"{path} predicts {len(estimator.classes_)} classes, its metadata names "
+            f"{len(classes)} ({', '.join(classes)}); {RETRAIN_HINT}"
+        )
+    if [int(c) for c in estimator.classes_] != list(range(len(classes))):
+        raise ArtifactError(
+            f"{path} has classes {[int(c) for c in estimator.classes_]}, expected indices "
+            f"0 to {len(classes) - 1}; {RETRAIN_HINT}"
+        )
     if not metadata.reference_predictions:
         return
     import numpy as np

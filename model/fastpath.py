@@ -82,6 +82,12 @@ class LinearSoftmaxPredictor:
         total = math.fsum(exps)
         return scores.index(top), [value / total for value in exps]
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(classes, features) of the model."""
+        features, classes = self._coef_t.shape
+        return classes, features
+
     def arrays(self) -> dict[str, Any]:
         """The exported form: `fast_path` in metadata.json (JSON floats round-trip exactly)."""
         return {
@@ -102,7 +108,7 @@ def is_multinomial_logistic_regression(estimator: Any) -> bool:
     intercept = getattr(estimator, "intercept_", None)
     if classes is None or coef is None or intercept is None:
         return False
-    n_classes, n_features = len(classes), len(FEATURE_NAMES)
+    n_classes, n_features = len(classes), getattr(estimator, "n_features_in_", None)
     # Two classes use a single row of coef_ and a logistic, not a softmax; liblinear
     # fits one-vs-rest, whose probabilities are normalised differently.
     return (
@@ -114,17 +120,27 @@ def is_multinomial_logistic_regression(estimator: Any) -> bool:
     )
 
 
-def probe_rows(extra: Iterable[Iterable[float]] = (), count: int = 256, seed: int = 0) -> Rows:
-    """Rows spread over the accepted input range, plus `extra` (e.g. reference rows)."""
+def probe_rows(
+    extra: Iterable[Iterable[float]] = (),
+    count: int = 256,
+    seed: int = 0,
+    n_features: int | None = None,
+) -> Rows:
+    """Rows spread over the accepted input range, plus `extra` (e.g. reference rows).
+
+    `n_features` defaults to the width of `extra`, else the repository's feature count.
+    """
+    listed = [list(row) for row in extra]
+    if n_features is None:
+        n_features = len(listed[0]) if listed else len(FEATURE_NAMES)
     rng = np.random.default_rng(seed)
     # Log-uniform over (0, 100] reaches both tiny and huge values, where a softmax
     # overflows or underflows first; the uniform half covers real flowers.
-    wide = np.exp(rng.uniform(np.log(1e-3), np.log(100.0), size=(count // 2, len(FEATURE_NAMES))))
-    typical = rng.uniform(0.1, 8.0, size=(count - count // 2, len(FEATURE_NAMES)))
+    wide = np.exp(rng.uniform(np.log(1e-3), np.log(100.0), size=(count // 2, n_features)))
+    typical = rng.uniform(0.1, 8.0, size=(count - count // 2, n_features))
     rows = [wide, typical]
-    listed = [list(row) for row in extra]
     if listed:
-        rows.append(np.asarray(listed, dtype=np.float64).reshape(-1, len(FEATURE_NAMES)))
+        rows.append(np.asarray(listed, dtype=np.float64).reshape(-1, n_features))
     return np.ascontiguousarray(np.vstack(rows), dtype=np.float64)
 
 
@@ -154,19 +170,23 @@ def export(estimator: Any, reference_rows: Iterable[Iterable[float]] = ()) -> di
     if not is_multinomial_logistic_regression(estimator):
         return None
     fast = LinearSoftmaxPredictor.of(estimator)
-    if not agrees_with_estimator(fast, estimator, probe_rows(reference_rows)):
+    probes = probe_rows(reference_rows, n_features=estimator.n_features_in_)
+    if not agrees_with_estimator(fast, estimator, probes):
         return None
     return fast.arrays()
 
 
-def from_arrays(exported: Any) -> LinearSoftmaxPredictor:
-    """The predictor of a `fast_path` read from metadata.json; FastPathError if malformed."""
+def from_arrays(
+    exported: Any, n_classes: int = len(CLASS_NAMES), n_features: int = len(FEATURE_NAMES)
+) -> LinearSoftmaxPredictor:
+    """The predictor of a `fast_path` read from metadata.json, for a model of `n_classes`
+    and `n_features` (the artifact's contract); FastPathError if malformed."""
     if not isinstance(exported, dict) or exported.get("kind") != LINEAR_SOFTMAX:
         kind = exported.get("kind") if isinstance(exported, dict) else None
         raise FastPathError(f"unknown kind {kind!r} (this code reads {LINEAR_SOFTMAX!r})")
     if set(exported) != {"kind", "coef", "intercept"}:
         raise FastPathError("must hold exactly kind, coef and intercept")
-    shapes = {"coef": (len(CLASS_NAMES), len(FEATURE_NAMES)), "intercept": (len(CLASS_NAMES),)}
+    shapes = {"coef": (n_classes, n_features), "intercept": (n_classes,)}
     for key, shape in shapes.items():
         try:
             array = np.array(exported[key], dtype=np.float64)
@@ -185,9 +205,10 @@ def reproduces(predictor: LinearSoftmaxPredictor, references: list[dict[str, Any
         expected = np.array([ref["probabilities"] for ref in references], dtype=np.float64)
     except (KeyError, TypeError, ValueError):
         return False
-    if rows.shape != (len(references), len(FEATURE_NAMES)) or expected.shape != (
+    n_classes, n_features = predictor.shape
+    if rows.shape != (len(references), n_features) or expected.shape != (
         len(references),
-        len(CLASS_NAMES),
+        n_classes,
     ):
         return False
     _, block = predictor.predict(rows.copy())

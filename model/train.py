@@ -30,14 +30,15 @@ from model.artifact import (
     SCHEMA_VERSION,
     ArtifactError,
     Metadata,
+    contract_metadata,
     load,
     model_version,
     runtime_versions,
     save,
 )
 from model.data import (
-    CLASS_NAMES,
-    FEATURE_NAMES,
+    CONTRACT,
+    DataContract,
     Dataset,
     DataValidationError,
     load_dataset,
@@ -63,21 +64,22 @@ class QualityGateError(Exception):
 def check_trainable(dataset: Dataset) -> None:
     """Refuse data the model cannot learn every species from, in one line about the data.
 
-    The artifact must predict every class in CLASS_NAMES (the service refuses one that
+    The artifact must predict every class of the contract (the service refuses one that
     does not), and the split and cross-validation need MIN_ROWS_PER_CLASS of each.
     """
-    counts = np.bincount(dataset.labels, minlength=len(CLASS_NAMES))
-    missing = [name for name, count in zip(CLASS_NAMES, counts, strict=True) if count == 0]
+    classes, label = dataset.contract.class_names, dataset.contract.label_name
+    counts = np.bincount(dataset.labels, minlength=len(classes))
+    missing = [name for name, count in zip(classes, counts, strict=True) if count == 0]
     if missing:
         raise DataValidationError(
-            f"{dataset.path}: no rows of species {', '.join(missing)}; the model must learn "
-            f"every species ({', '.join(CLASS_NAMES)}): add rows of it to the data"
+            f"{dataset.path}: no rows of {label} {', '.join(missing)}; the model must learn "
+            f"every {label} ({', '.join(classes)}): add rows of it to the data"
         )
-    few = [f"{name} {count}" for name, count in zip(CLASS_NAMES, counts, strict=True)]
+    few = [f"{name} {count}" for name, count in zip(classes, counts, strict=True)]
     if counts.min() < MIN_ROWS_PER_CLASS:
         raise DataValidationError(
             f"{dataset.path}: too few rows to train ({', '.join(few)}); training needs at "
-            f"least {MIN_ROWS_PER_CLASS} rows of each species for the holdout split and "
+            f"least {MIN_ROWS_PER_CLASS} rows of each {label} for the holdout split and "
             f"{CV_FOLDS}-fold cross-validation"
         )
 
@@ -115,7 +117,8 @@ def evaluate(
 
     estimator = estimator_factory(seed).fit(x_train, y_train)
     predicted = estimator.predict(x_test)
-    matrix = confusion_matrix(y_test, predicted, labels=list(range(len(CLASS_NAMES))))
+    n_classes = len(dataset.contract.class_names)
+    matrix = confusion_matrix(y_test, predicted, labels=list(range(n_classes)))
     metrics = {
         "holdout_accuracy": round(float(accuracy_score(y_test, predicted)), 6),
         "holdout_macro_f1": round(float(f1_score(y_test, predicted, average="macro")), 6),
@@ -133,14 +136,16 @@ def evaluate(
 def reference_predictions(estimator: Any, dataset: Dataset) -> list[dict[str, Any]]:
     """The first row of each class with its probabilities, for `load` to re-check."""
     refs = []
-    for class_index in range(len(CLASS_NAMES)):
+    for class_index in range(len(dataset.contract.class_names)):
         row = dataset.features[int(np.argmax(dataset.labels == class_index))]
         probabilities = estimator.predict_proba(row.reshape(1, -1))[0]
         refs.append({"features": row.tolist(), "probabilities": probabilities.tolist()})
     return refs
 
 
-def plot_confusion_matrix(matrix: npt.NDArray[np.int64], accuracy: float, path: Path) -> None:
+def plot_confusion_matrix(
+    matrix: npt.NDArray[np.int64], accuracy: float, path: Path, contract: DataContract = CONTRACT
+) -> None:
     # Only training draws; importing here keeps matplotlib off the serving path.
     import matplotlib
 
@@ -150,11 +155,11 @@ def plot_confusion_matrix(matrix: npt.NDArray[np.int64], accuracy: float, path: 
     figure, axes = plt.subplots(figsize=(5, 4.4), dpi=120)
     image = axes.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
-    ticks = range(len(CLASS_NAMES))
-    axes.set_xticks(ticks, CLASS_NAMES)
-    axes.set_yticks(ticks, CLASS_NAMES)
-    axes.set_xlabel("predicted species")
-    axes.set_ylabel("true species")
+    ticks = range(len(contract.class_names))
+    axes.set_xticks(ticks, contract.class_names)
+    axes.set_yticks(ticks, contract.class_names)
+    axes.set_xlabel(f"predicted {contract.label_name}")
+    axes.set_ylabel(f"true {contract.label_name}")
     axes.set_title(f"Holdout confusion matrix (accuracy {accuracy:.3f})")
     threshold = matrix.max() / 2 if matrix.size else 0
     for i in ticks:
@@ -172,18 +177,22 @@ def train(
     seed: int,
     min_accuracy: float,
     estimator_factory: EstimatorFactory = build_estimator,
+    contract: DataContract = CONTRACT,
 ) -> Metadata:
     """Train, write reports, apply the quality gate, then write the artifact.
 
-    `estimator_factory` is how a fork trains another scikit-learn classifier (docs/fork.md).
+    `estimator_factory` is how a fork trains another scikit-learn classifier, `contract`
+    what its data holds (docs/fork.md); the artifact records the contract.
     """
-    dataset = load_dataset(data)
+    dataset = load_dataset(data, contract)
     check_trainable(dataset)
     estimator, metrics, matrix = evaluate(dataset, seed, estimator_factory)
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    plot_confusion_matrix(matrix, metrics["holdout_accuracy"], out / "confusion_matrix.png")
+    plot_confusion_matrix(
+        matrix, metrics["holdout_accuracy"], out / "confusion_matrix.png", contract
+    )
 
     if metrics["holdout_accuracy"] < min_accuracy:
         raise QualityGateError(
@@ -202,8 +211,7 @@ def train(
         trained_at=trained_at(),
         data_path=data.as_posix(),
         data_sha256=dataset.sha256,
-        feature_names=list(FEATURE_NAMES),
-        class_names=list(CLASS_NAMES),
+        **contract_metadata(contract),
         estimator=name,
         params=params,
         metrics=metrics,
@@ -218,11 +226,14 @@ def train(
     return metadata
 
 
-def current_artifact(data: Path, out: Path, seed: int) -> Metadata | None:
+def current_artifact(
+    data: Path, out: Path, seed: int, contract: DataContract = CONTRACT
+) -> Metadata | None:
     """The metadata of out/model if that artifact loads here and was trained on `data`.
 
-    "Trained on `data`" means the same bytes (sha256) and seed, wherever the file lies;
-    an artifact from other data, another seed or other libraries is not current.
+    "Trained on `data`" means the same bytes (sha256), seed and contract, wherever the
+    file lies; an artifact from other data, another seed, another contract (features,
+    classes, range) or other libraries is not current.
     """
     try:
         artifact = load(out / "model")
@@ -231,6 +242,8 @@ def current_artifact(data: Path, out: Path, seed: int) -> Metadata | None:
         return None
     metadata = artifact.metadata
     if metadata.data_sha256 != wanted or metadata.metrics.get("seed") != seed:
+        return None
+    if metadata.contract != contract:
         return None
     return metadata
 

@@ -32,8 +32,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model.artifact import ArtifactError
-from model.data import FEATURE_RANGE
+from model.artifact import CONTRACT, ArtifactError
 from service import metrics
 from service.dataplane import DataPlane, ServedModel, ServiceState, load_model
 from service.docs import add_docs
@@ -218,7 +217,8 @@ def _fastapi(app: IrisApp, settings: Settings) -> FastAPI:
         version="1.0.0",
         summary="Predicts the species of an Iris flower from four measurements.",
         description=(
-            f"Every measurement is a number of centimetres, {FEATURE_RANGE}. "
+            # The served model's own range replaces this one (service.docs.live_examples).
+            f"Every feature is a number, {CONTRACT.feature_range}. "
             f"Bodies are JSON (Content-Type application/json), at most {settings.max_body_bytes} "
             f"bytes; a batch holds at most {settings.max_batch_rows} rows."
         ),

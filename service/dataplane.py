@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import orjson
 
-from model.artifact import CLASS_NAMES, Metadata, check, fast_predictor, load
+from model.artifact import Metadata, check, fast_predictor, load
 from service import codecs, metrics
 from service.errors import ModelNotFoundError, NotReadyError
 from service.inference import Indices, Predictor, Probabilities, Rows, make_predictor
-from service.schemas import V2_INPUT_NAME, V2_MODEL_NAME, VersionInfo
+from service.schemas import V2_INPUT_NAME, V2_MODEL_NAME, VersionInfo, body_schemas, example_rows
 
 
 class ServedModel:
@@ -44,7 +44,14 @@ class ServedModel:
         self.estimator = estimator
         self.version = metadata.model_version
         self.load_seconds = load_seconds
-        self._per_class = [metrics.PREDICTIONS.labels(name) for name in CLASS_NAMES]
+        # The request and response bodies follow the artifact's contract: its features,
+        # their order and range, its classes. Examples: its reference rows (docs).
+        contract = metadata.contract
+        reference = [ref["features"] for ref in metadata.reference_predictions]
+        self.codec = codecs.Codec(
+            contract, body_schemas(contract, example_rows(contract, reference))
+        )
+        self._per_class = [metrics.PREDICTIONS.labels(name) for name in contract.class_names]
 
     def predict_one(self, row: Sequence[float]) -> tuple[int, list[float]]:
         """Class index and probabilities of one row, counted in iris_predictions_total."""
@@ -55,7 +62,7 @@ class ServedModel:
     def predict(self, rows: Rows) -> tuple[Indices, Probabilities]:
         """Class indices and probabilities of several rows, each counted."""
         indices, probabilities = self.predictor.predict(rows)
-        counts = np.bincount(indices, minlength=len(CLASS_NAMES)).tolist()
+        counts = np.bincount(indices, minlength=len(self._per_class)).tolist()
         for index, count in enumerate(counts):
             if count:
                 self._per_class[index].inc(count)
@@ -123,17 +130,17 @@ class DataPlane:
     def predict(self, body: bytes) -> bytes:
         """POST /predict: one Measurement in, a PredictResponse out."""
         model = self.model
-        row = codecs.decode_measurement(body)
+        row = model.codec.decode_measurement(body)
         index, probabilities = model.predict_one(row)
-        return codecs.encode_prediction(index, probabilities, model.version)
+        return model.codec.encode_prediction(index, probabilities, model.version)
 
     def predict_batch(self, body: bytes) -> bytes:
         """POST /predict/batch: a BatchRequest in, a BatchResponse out."""
         model = self.model
-        rows = codecs.decode_batch(body)
+        rows = model.codec.decode_batch(body)
         codecs.check_row_count(len(rows), self.max_batch_rows)
         indices, probabilities = model.predict(rows)
-        return codecs.encode_batch(indices, probabilities, model.version)
+        return model.codec.encode_batch(indices, probabilities, model.version)
 
     def version_info(self) -> bytes:
         """GET /version: the model's metadata and the image's git revision."""
@@ -161,29 +168,34 @@ class DataPlane:
         """POST /v2/models/{name}[/versions/{version}]/infer; `header_length` is the value of
         Inference-Header-Content-Length (the binary tensor data extension), if sent."""
         model = self.model_for(name, version)
-        request = codecs.decode_inference(body, self.max_batch_rows, header_length)
+        request = model.codec.decode_inference(body, self.max_batch_rows, header_length)
         indices, probabilities = model.predict(request.rows)
-        return codecs.encode_inference(
+        return model.codec.encode_inference(
             request, indices, probabilities, V2_MODEL_NAME, model.version
         )
 
     def model_metadata(self, name: str, version: str | None = None) -> bytes:
         """GET /v2/models/{name}[/versions/{version}]: name, versions, input and outputs."""
-        model = self.model_for(name, version)
-        metadata: dict[str, Any] = {
-            "name": V2_MODEL_NAME,
-            "versions": [model.version],
-            "platform": "scikit-learn",
-            "inputs": [
-                {"name": V2_INPUT_NAME, "datatype": "FP32", "shape": [-1, codecs.N_FEATURES]}
-            ],
-            "outputs": [
-                {"name": "label", "datatype": "BYTES", "shape": [-1]},
-                {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(CLASS_NAMES)]},
-            ],
-        }
-        return orjson.dumps(metadata)
+        return model_metadata(self.model_for(name, version))
 
     def server_metadata(self) -> bytes:
         """GET /v2: the server's name, version and protocol extensions."""
         return orjson.dumps({"name": "iris-api", "version": self.git_revision, "extensions": []})
+
+
+def model_metadata(model: ServedModel) -> bytes:
+    """The Open Inference Protocol metadata of `model`: its input and output tensors."""
+    classes = model.codec.contract.class_names
+    metadata: dict[str, Any] = {
+        "name": V2_MODEL_NAME,
+        "versions": [model.version],
+        "platform": "scikit-learn",
+        "inputs": [
+            {"name": V2_INPUT_NAME, "datatype": "FP32", "shape": [-1, model.codec.n_features]}
+        ],
+        "outputs": [
+            {"name": "label", "datatype": "BYTES", "shape": [-1]},
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(classes)]},
+        ],
+    }
+    return orjson.dumps(metadata)

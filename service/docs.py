@@ -19,10 +19,10 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 
-from model.artifact import CLASS_NAMES, FEATURE_NAMES
-from service.dataplane import ServedModel
+from model.artifact import CONTRACT
+from service.dataplane import ServedModel, model_metadata
 from service.errors import NotFoundError
-from service.schemas import EXAMPLE_MODEL_VERSION, EXAMPLE_ROW, EXAMPLE_ROW_2
+from service.schemas import EXAMPLE_MODEL_VERSION, V2_INPUT_NAME, V2_MODEL_NAME
 
 DOCS_URL = "/docs"
 ASSETS_URL = "/docs/assets"
@@ -63,23 +63,27 @@ def add_docs(app: FastAPI, title: str) -> None:
 
 
 def live_examples(document: dict[str, Any], model: ServedModel) -> dict[str, Any]:
-    """`document` with the served model in its examples: its version, its predictions.
+    """`document` with the served model in its examples: its version, rows, predictions,
+    and its feature range in the descriptions.
 
     The examples are written once in service.schemas with a stand-in version and made-up
     probabilities; /docs should show what this server answers to the example requests.
     """
     raw = orjson.dumps(document).replace(EXAMPLE_MODEL_VERSION.encode(), model.version.encode())
+    contract = model.codec.contract
+    raw = raw.replace(CONTRACT.feature_range.encode(), contract.feature_range.encode())
     live: dict[str, Any] = orjson.loads(raw)
     schemas = live.get("components", {}).get("schemas", {})
-    rows = np.array([[row[name] for name in FEATURE_NAMES] for row in (EXAMPLE_ROW, EXAMPLE_ROW_2)])
+    classes = contract.class_names
+    rows = np.array(model.codec.schemas.example_rows, dtype=np.float64)
     # The predictor, not ServedModel.predict: examples must not count as predictions.
     indices, probabilities = model.predictor.predict(rows)
     predictions = [
         {
-            "species": CLASS_NAMES[index],
+            "species": classes[index],
             "class_index": index,
             "probabilities": {
-                name: round(value, 4) for name, value in zip(CLASS_NAMES, row, strict=True)
+                name: round(value, 4) for name, value in zip(classes, row, strict=True)
             },
         }
         for index, row in zip(indices.tolist(), probabilities.tolist(), strict=True)
@@ -88,6 +92,37 @@ def live_examples(document: dict[str, Any], model: ServedModel) -> dict[str, Any
         "Prediction": predictions[0],
         "PredictResponse": {**predictions[0], "model_version": model.version},
         "BatchResponse": {"predictions": predictions, "model_version": model.version},
+        "V2InferenceRequest": {
+            "id": "42",
+            "inputs": [
+                {
+                    "name": V2_INPUT_NAME,
+                    "shape": list(rows.shape),
+                    "datatype": "FP32",
+                    "data": rows.ravel().tolist(),
+                }
+            ],
+        },
+        "V2ModelMetadata": orjson.loads(model_metadata(model)),
+        "V2InferenceResponse": {
+            "model_name": V2_MODEL_NAME,
+            "model_version": model.version,
+            "id": "42",
+            "outputs": [
+                {
+                    "name": "label",
+                    "shape": [len(rows)],
+                    "datatype": "BYTES",
+                    "data": [classes[i] for i in indices.tolist()],
+                },
+                {
+                    "name": "probabilities",
+                    "shape": list(probabilities.shape),
+                    "datatype": "FP32",
+                    "data": [round(value, 4) for value in probabilities.ravel().tolist()],
+                },
+            ],
+        },
     }
     for name, example in examples.items():
         if name in schemas:

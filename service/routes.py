@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -420,11 +421,25 @@ def _endpoint(route: Route, plane: DataPlane) -> Callable[..., Any]:
     return endpoint
 
 
+def _definitions(
+    models: Iterable[type[BaseModel]], mode: Literal["validation", "serialization"]
+) -> dict[str, Any]:
+    """The JSON schemas of `models` (and the models they nest) by name, as OpenAPI
+    components."""
+    from pydantic.json_schema import models_json_schema
+
+    _, definitions = models_json_schema(
+        [(model, mode) for model in models], ref_template="#/components/schemas/{model}"
+    )
+    found: dict[str, Any] = definitions.get("$defs", {})
+    return found
+
+
 def document(api: FastAPI, routes: tuple[Route, ...], plane: DataPlane) -> None:
     """Declare every route to FastAPI (for /docs and /openapi.json, and 404/405 for the
-    rest), and add the schemas of the request bodies to its OpenAPI document, with the
-    served model's version and answers in the examples once a model serves
-    (service.docs.live_examples)."""
+    rest), and add the schemas of the request bodies to its OpenAPI document. Once a
+    model serves, the document shows its bodies (fields from its artifact's contract)
+    and its version and answers in the examples (service.docs.live_examples)."""
     for route in routes:
         api.add_api_route(
             route.path,
@@ -442,25 +457,30 @@ def document(api: FastAPI, routes: tuple[Route, ...], plane: DataPlane) -> None:
         )
     bodies = {route.body.schema for route in routes if route.body is not None}
     generate = api.openapi
-    served: dict[str, Any] = {}  # the document with the served model's examples, built once
+    served: dict[str, Any] = {}  # the document with the served model's schemas, built once
 
     def openapi() -> dict[str, Any]:
         if served:
             return served
-        from pydantic.json_schema import models_json_schema
-
         document = generate()  # FastAPI keeps it in api.openapi_schema; extended once
-        _, definitions = models_json_schema(
-            [(model, "validation") for model in sorted(bodies, key=lambda m: m.__name__)],
-            ref_template="#/components/schemas/{model}",
-        )
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for name, schema in definitions.get("$defs", {}).items():
+        requests = sorted(bodies, key=lambda m: m.__name__)
+        for name, schema in _definitions(requests, "validation").items():
             schemas.setdefault(name, schema)
         model = plane.state.model
         if model is None:
-            return document  # examples with the stand-in version until a model serves
-        served.update(live_examples(document, model))
+            return document  # the repository's contract, stand-in examples
+        # The served model's contract decides the fields, their range and the classes:
+        # its schemas replace the default ones of the same name.
+        live = orjson.loads(orjson.dumps(document))
+        own = model.codec.schemas
+        live["components"]["schemas"].update(
+            {
+                **_definitions(own.responses, "serialization"),
+                **_definitions(own.requests, "validation"),
+            }
+        )
+        served.update(live_examples(live, model))
         return served
 
     api.openapi = openapi  # type: ignore[method-assign]

@@ -1,19 +1,21 @@
 """Request and response bodies of the HTTP API, with the examples /docs shows.
 
 "Model" means the estimator in this project, so the pydantic classes here are called
-schemas. The accepted range of a measurement is the training data's: model.data.FEATURE_RANGE.
+schemas. The bodies that name features or classes are built from the served model's
+contract (`body_schemas`, from the artifact's metadata): its feature names and order, the
+accepted range (the training data's) and its classes. The others are fixed.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from model.artifact import CLASS_NAMES, FEATURE_NAMES
-from model.data import MAX_CM, MIN_CM
-
-Species = Literal["setosa", "versicolor", "virginica"]
+from model.artifact import CONTRACT, DataContract
 
 EXAMPLE_MODEL_VERSION = "3f1c2a9b7d10"
 """Stands for the model version in the examples; /openapi.json shows the served one instead."""
@@ -30,130 +32,185 @@ EXAMPLE_ROW_2: dict[str, Any] = {
     "petal_length": 5.2,
     "petal_width": 2.3,
 }
-_EXAMPLE_PROBABILITIES: dict[str, Any] = {
-    "setosa": 0.9790,
-    "versicolor": 0.0210,
-    "virginica": 0.0000,
-}
-
-# Strict: a JSON number only (no strings, no booleans), finite, within the range.
-Centimetres = Annotated[
-    float,
-    Field(strict=True, gt=MIN_CM, le=MAX_CM, allow_inf_nan=False),
-]
+EXAMPLE_ROWS = (EXAMPLE_ROW, EXAMPLE_ROW_2)
+"""Two Iris flowers for the examples; a model with other features shows its own reference
+rows instead (`example_rows`)."""
 
 
-class Measurement(BaseModel):
-    """One Iris flower, four measurements in centimetres."""
+ExampleRows = tuple[tuple[float, ...], tuple[float, ...]]
 
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        json_schema_extra={"examples": [EXAMPLE_ROW]},
+
+def example_rows(
+    contract: DataContract, reference_rows: Sequence[Sequence[float]] = ()
+) -> ExampleRows:
+    """Two rows for the examples, in the contract's feature order: EXAMPLE_ROWS when they
+    hold exactly the contract's features, else the first and last of `reference_rows`
+    (recorded at training), else the middle of the accepted range."""
+    names = contract.feature_names
+    if all(tuple(row) == names for row in EXAMPLE_ROWS):
+        return (tuple(EXAMPLE_ROW.values()), tuple(EXAMPLE_ROW_2.values()))
+    if reference_rows:
+        return (tuple(reference_rows[0]), tuple(reference_rows[-1]))
+    middle = (contract.greater_than + contract.at_most) / 2
+    return ((middle,) * len(names), (middle,) * len(names))
+
+
+def _stand_in_probabilities(classes: Sequence[str], index: int, top: float) -> dict[str, float]:
+    # Made-up probabilities for the examples of the document without a model: `top` on
+    # the class, the rest on a neighbour. /openapi.json shows the served model's answers.
+    neighbour = index + 1 if index + 1 < len(classes) else index - 1
+    shares = {index: top, neighbour: round(1 - top, 4)}
+    return {name: shares.get(i, 0.0) for i, name in enumerate(classes)}
+
+
+@dataclass(frozen=True)
+class BodySchemas:
+    """The bodies whose fields follow the model: built from its contract (`body_schemas`)."""
+
+    measurement: type[BaseModel]
+    """/predict: one field per feature, in the contract's order."""
+    batch_request: type[BaseModel]
+    """/predict/batch: `instances`, a list of measurements."""
+    prediction: type[BaseModel]
+    predict_response: type[BaseModel]
+    batch_response: type[BaseModel]
+    example_rows: ExampleRows
+    """The two rows the request examples show, in feature order."""
+
+    @property
+    def requests(self) -> tuple[type[BaseModel], ...]:
+        """The request bodies (documented as validated)."""
+        return (self.measurement, self.batch_request)
+
+    @property
+    def responses(self) -> tuple[type[BaseModel], ...]:
+        """The response bodies (documented as serialised)."""
+        return (self.prediction, self.predict_response, self.batch_response)
+
+
+def feature_description(name: str, unit: str) -> str:
+    """A field's description: `sepal_length` in cm is "Sepal length in cm."."""
+    return f"{name.replace('_', ' ').capitalize()} in {unit}."
+
+
+@cache
+def body_schemas(contract: DataContract, examples: ExampleRows | None = None) -> BodySchemas:
+    """The request and response bodies of a model with `contract`.
+
+    `examples` are two rows in the contract's feature order (default: `example_rows`).
+    Fields are named `f0`, `f1`, ... and take the feature names as aliases, so any
+    feature name is a JSON field without clashing with pydantic's own attributes;
+    validation errors and the JSON schema use the aliases, i.e. the feature names.
+    """
+    names, classes = contract.feature_names, contract.class_names
+    chosen = example_rows(contract) if examples is None else examples
+    rows: list[dict[str, Any]] = [dict(zip(names, row, strict=True)) for row in chosen]
+    # Strict: a JSON number only (no strings, no booleans), finite, within the range.
+    value = Annotated[
+        float,
+        Field(strict=True, gt=contract.greater_than, le=contract.at_most, allow_inf_nan=False),
+    ]
+    fields: dict[str, Any] = {
+        f"f{i}": (
+            value,
+            Field(
+                alias=name,
+                description=feature_description(name, contract.unit),
+                examples=[rows[0][name]],
+            ),
+        )
+        for i, name in enumerate(names)
+    }
+    measurement = create_model(
+        "Measurement",
+        __config__=ConfigDict(
+            extra="forbid", frozen=True, json_schema_extra={"examples": [rows[0]]}
+        ),
+        __doc__=f"One instance: {len(names)} feature(s), each {contract.feature_range}.",
+        **fields,
+    )
+    batch_request = create_model(
+        "BatchRequest",
+        __config__=ConfigDict(
+            extra="forbid",
+            frozen=True,
+            json_schema_extra={"examples": [{"instances": [rows[0], rows[1]]}]},
+        ),
+        __doc__="Several instances in one request; predictions come back in the same order.",
+        instances=(
+            list[measurement],  # type: ignore[valid-type]
+            Field(
+                min_length=1,
+                description="The instances to classify: at least one, at most "
+                "IRIS_MAX_BATCH_ROWS (default 1000; more get 413).",
+            ),
+        ),
+    )
+    last = len(classes) - 1
+    first_guess: dict[str, Any] = {
+        "species": classes[0],
+        "class_index": 0,
+        "probabilities": _stand_in_probabilities(classes, 0, 0.9790),
+    }
+    last_guess: dict[str, Any] = {
+        "species": classes[last],
+        "class_index": last,
+        "probabilities": _stand_in_probabilities(classes, last, 0.9694),
+    }
+    species = cast(Any, Literal).__getitem__(classes)
+    prediction = create_model(
+        "Prediction",
+        __config__=ConfigDict(json_schema_extra={"examples": [first_guess]}),
+        __doc__="The predicted species of one instance.",
+        species=(species, Field(description="The most probable species.")),
+        class_index=(int, Field(ge=0, le=last, description="Index of the species.")),
+        probabilities=(
+            dict[str, float],
+            Field(description="Probability of every species; they sum to 1."),
+        ),
+    )
+    predict_response = create_model(
+        "PredictResponse",
+        __base__=prediction,
+        __config__=ConfigDict(
+            json_schema_extra={
+                "examples": [{**first_guess, "model_version": EXAMPLE_MODEL_VERSION}]
+            }
+        ),
+        __doc__="The answer to POST /predict.",
+        model_version=(str, Field(description="Version of the model that answered.")),
+    )
+    batch_response = create_model(
+        "BatchResponse",
+        __config__=ConfigDict(
+            json_schema_extra={
+                "examples": [
+                    {
+                        "predictions": [first_guess, last_guess],
+                        "model_version": EXAMPLE_MODEL_VERSION,
+                    }
+                ]
+            }
+        ),
+        __doc__="The answer to POST /predict/batch.",
+        predictions=(
+            list[prediction],  # type: ignore[valid-type]
+            Field(description="One prediction per instance, in order."),
+        ),
+        model_version=(str, Field(description="Version of the model that answered.")),
+    )
+    return BodySchemas(
+        measurement, batch_request, prediction, predict_response, batch_response, chosen
     )
 
-    sepal_length: Centimetres = Field(description="Sepal length in cm.", examples=[5.1])
-    sepal_width: Centimetres = Field(description="Sepal width in cm.", examples=[3.5])
-    petal_length: Centimetres = Field(description="Petal length in cm.", examples=[1.4])
-    petal_width: Centimetres = Field(description="Petal width in cm.", examples=[0.2])
 
-    def row(self) -> tuple[float, float, float, float]:
-        """The features in the order the model was trained on (FEATURE_NAMES)."""
-        return (self.sepal_length, self.sepal_width, self.petal_length, self.petal_width)
-
-
-if tuple(Measurement.model_fields) != FEATURE_NAMES:  # the row order the model expects
-    raise RuntimeError(f"Measurement fields must be {FEATURE_NAMES}")
-
-
-class BatchRequest(BaseModel):
-    """Several flowers in one request; predictions come back in the same order."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        json_schema_extra={"examples": [{"instances": [EXAMPLE_ROW, EXAMPLE_ROW_2]}]},
-    )
-
-    instances: list[Measurement] = Field(
-        min_length=1,
-        description="The flowers to classify: at least one, at most IRIS_MAX_BATCH_ROWS "
-        "(default 1000; more get 413).",
-    )
-
-
-class Prediction(BaseModel):
-    """The predicted species of one flower."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "species": "setosa",
-                    "class_index": 0,
-                    "probabilities": _EXAMPLE_PROBABILITIES,
-                }
-            ]
-        }
-    )
-
-    species: Species = Field(description="The most probable species.")
-    class_index: int = Field(ge=0, le=len(CLASS_NAMES) - 1, description="Index of the species.")
-    probabilities: dict[str, float] = Field(
-        description="Probability of every species; they sum to 1."
-    )
-
-
-class PredictResponse(Prediction):
-    """The answer to POST /predict."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "species": "setosa",
-                    "class_index": 0,
-                    "probabilities": _EXAMPLE_PROBABILITIES,
-                    "model_version": EXAMPLE_MODEL_VERSION,
-                }
-            ]
-        }
-    )
-
-    model_version: str = Field(description="Version of the model that answered.")
-
-
-class BatchResponse(BaseModel):
-    """The answer to POST /predict/batch."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "predictions": [
-                        {
-                            "species": "setosa",
-                            "class_index": 0,
-                            "probabilities": _EXAMPLE_PROBABILITIES,
-                        },
-                        {
-                            "species": "virginica",
-                            "class_index": 2,
-                            "probabilities": {
-                                "setosa": 0.0,
-                                "versicolor": 0.0306,
-                                "virginica": 0.9694,
-                            },
-                        },
-                    ],
-                    "model_version": EXAMPLE_MODEL_VERSION,
-                }
-            ]
-        }
-    )
-
-    predictions: list[Prediction] = Field(description="One prediction per instance, in order.")
-    model_version: str = Field(description="Version of the model that answered.")
+DEFAULT_BODIES = body_schemas(CONTRACT)
+"""The bodies for the repository's contract: what /docs shows before a model is served."""
+Measurement = DEFAULT_BODIES.measurement
+BatchRequest = DEFAULT_BODIES.batch_request
+Prediction = DEFAULT_BODIES.prediction
+PredictResponse = DEFAULT_BODIES.predict_response
+BatchResponse = DEFAULT_BODIES.batch_response
 
 
 class Health(BaseModel):
@@ -175,7 +232,7 @@ class VersionInfo(BaseModel):
                     "model_version": EXAMPLE_MODEL_VERSION,
                     "inference": "logistic-regression-arrays",
                     "model": {
-                        "schema_version": 1,
+                        "schema_version": 2,
                         "model_version": EXAMPLE_MODEL_VERSION,
                         "trained_at": "2026-01-01T00:00:00+00:00",
                         "estimator": "LogisticRegression",

@@ -141,18 +141,32 @@ def test_unreadable_pickle_with_matching_checksum_gives_a_clear_message(artifact
         (lambda m: m.update({"metrics": []}), "field 'metrics' has the wrong type"),
         (lambda m: m.update({"colour": "blue"}), "unknown field(s) colour"),
         (
-            lambda m: m.update({"feature_names": ["a", "b", "c", "d"]}),
-            "expects features ['a', 'b', 'c', 'd']",
+            lambda m: m.update({"feature_names": ["a", "b", "c"]}),
+            "fitted on 4 features, its metadata names 3 (a, b, c)",
         ),
-        (lambda m: m.update({"class_names": ["x", "y", "z"]}), "predicts classes ['x', 'y', 'z']"),
+        (
+            lambda m: m.update({"class_names": ["x", "y"]}),
+            "predicts 3 classes, its metadata names 2 (x, y)",
+        ),
+        (
+            lambda m: m.update({"feature_names": ["a", "b", "a", "d"]}),
+            "feature names ['a', 'b', 'a', 'd'] must be distinct",
+        ),
+        (lambda m: m.update({"feature_names": ["a", "b", "c", "d e"]}), "'d e' is not a name"),
+        (lambda m: m["feature_range"].pop("at_most"), "lacks 'at_most'"),
+        (lambda m: m["feature_range"].update({"at_most": -1.0}), "empty feature range (0, -1]"),
     ],
     ids=[
         "schema-version",
         "missing-field",
         "wrong-type",
         "unknown-field",
-        "feature-names",
-        "class-names",
+        "feature-count",
+        "class-count",
+        "duplicate-feature",
+        "feature-not-a-name",
+        "range-bound-missing",
+        "range-empty",
     ],
 )
 def test_malformed_metadata_is_refused(
