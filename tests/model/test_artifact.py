@@ -141,12 +141,17 @@ def test_unreadable_pickle_with_matching_checksum_gives_a_clear_message(artifact
         (lambda m: m.update({"metrics": []}), "field 'metrics' has the wrong type"),
         (lambda m: m.update({"colour": "blue"}), "unknown field(s) colour"),
         (
-            lambda m: m.update({"feature_names": ["a", "b", "c"]}),
+            lambda m: m.update({"feature_names": ["a", "b", "c"], "fast_path": None}),
             "fitted on 4 features, its metadata names 3 (a, b, c)",
         ),
         (
-            lambda m: m.update({"class_names": ["x", "y"]}),
+            lambda m: m.update({"class_names": ["x", "y"], "fast_path": None}),
             "predicts 3 classes, its metadata names 2 (x, y)",
+        ),
+        (
+            # With exported arrays the mismatch is caught before unpickling.
+            lambda m: m.update({"feature_names": ["a", "b", "c"]}),
+            "field 'fast_path' coef must be (3, 3) finite numbers",
         ),
         (
             lambda m: m.update({"feature_names": ["a", "b", "a", "d"]}),
@@ -163,6 +168,7 @@ def test_unreadable_pickle_with_matching_checksum_gives_a_clear_message(artifact
         "unknown-field",
         "feature-count",
         "class-count",
+        "feature-count-of-the-arrays",
         "duplicate-feature",
         "feature-not-a-name",
         "range-bound-missing",

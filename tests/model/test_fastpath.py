@@ -99,8 +99,8 @@ print(sorted(name for name in ("sklearn", "joblib", "scipy") if name in sys.modu
 def _break(kind: str, directory: Path) -> None:
     if kind == "another scikit-learn":
         edit_metadata(directory, lambda m: m["versions"].update({"scikit-learn": "1.5.2"}))
-    elif kind == "other classes":
-        edit_metadata(directory, lambda m: m.update(class_names=["a", "b", "c"]))
+    elif kind == "a class named twice":
+        edit_metadata(directory, lambda m: m.update(class_names=["a", "a", "c"]))
     elif kind == "corrupted model file":
         data = (directory / MODEL_FILE).read_bytes()
         (directory / MODEL_FILE).write_bytes(data[: len(data) // 2])
@@ -112,7 +112,7 @@ def _break(kind: str, directory: Path) -> None:
 
 BROKEN = (
     "another scikit-learn",
-    "other classes",
+    "a class named twice",
     "corrupted model file",
     "arrays of another shape",
 )
@@ -146,7 +146,7 @@ print(sorted(name for name in ("sklearn", "joblib", "scipy") if name in sys.modu
     assert len(lines) == len(BROKEN) + 1
     assert all(line.startswith("refused:") for line in lines[:-1]), lines
     assert "trained with scikit-learn 1.5.2" in lines[0]
-    assert "predicts classes ['a', 'b', 'c']" in lines[1]
+    assert "class names ['a', 'a', 'c'] must be distinct" in lines[1]
     assert "is corrupted or truncated" in lines[2]
     assert "field 'fast_path' intercept must be (3,) finite numbers" in lines[3]
     assert lines[-1] == "[]"
