@@ -7,6 +7,8 @@ stdout is one JSON object per line.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import sys
 import time
@@ -96,11 +98,18 @@ class RequestLog:
     which costs ~8 us a line against ~2 us here: a tenth of a /predict request. The
     level still comes from the `iris.access` logger, so IRIS_LOG_LEVEL=warning
     silences successful requests as it would through logging.
+
+    A line is written at once, unless another was already written in the same turn of
+    the event loop: under load many requests finish in one turn, and their lines then
+    go out together at the start of the next turn, one write system call for all of
+    them instead of one each. No line waits longer than that turn.
     """
 
     def __init__(self, log_format: LogFormat) -> None:
         self._render = json_line if resolve_format(log_format) == "json" else console_line
         self._logger = logging.getLogger(REQUEST_LOGGER)
+        self._held: list[str] | None = None  # lines of this turn after its first one
+        atexit.register(self.flush)
 
     def write(self, level: int, fields: dict[str, Any]) -> None:
         """Write the line for one request if `level` is enabled."""
@@ -109,9 +118,26 @@ class RequestLog:
         line = self._render(
             time.time(), logging.getLevelName(level), REQUEST_LOGGER, "request", fields
         )
+        if self._held is not None:
+            self._held.append(line)
+            return
         stream = sys.stdout
         stream.write(line + "\n")
         stream.flush()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no event loop: nothing to batch with
+        self._held = []
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write the lines held back in this turn of the event loop."""
+        held, self._held = self._held, None
+        if held:
+            stream = sys.stdout
+            stream.write("\n".join(held) + "\n")
+            stream.flush()
 
 
 def resolve_format(log_format: LogFormat) -> Literal["json", "console"]:

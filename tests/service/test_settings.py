@@ -210,3 +210,37 @@ def test_the_metrics_port_must_differ_from_the_api_port() -> None:
     assert Settings().metrics_port == 9090
     with pytest.raises(ValueError, match="IRIS_METRICS_PORT and IRIS_PORT are both 8000"):
         Settings(port=8000, metrics_port=8000)
+
+
+def test_request_lines_of_one_event_loop_turn_are_written_together_in_order(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    from service.logs import REQUEST_LOGGER, RequestLog
+
+    caplog.set_level(logging.INFO, logger=REQUEST_LOGGER)
+    request_log = RequestLog("json")
+    seen: list[list[str]] = []
+
+    async def three_requests_finish_in_one_turn() -> None:
+        for n in range(3):
+            request_log.write(logging.INFO, {"n": n})
+            seen.append(capsys.readouterr().out.splitlines())
+        await asyncio.sleep(0)  # the next turn
+        seen.append(capsys.readouterr().out.splitlines())
+        request_log.write(logging.INFO, {"n": 3})  # a new turn: written at once again
+        seen.append(capsys.readouterr().out.splitlines())
+        await asyncio.sleep(0)
+
+    asyncio.run(three_requests_finish_in_one_turn())
+
+    # The first line of a turn at once, the rest at the start of the next turn.
+    assert [[json.loads(line)["n"] for line in lines] for lines in seen] == [
+        [0],
+        [],
+        [],
+        [1, 2],
+        [3],
+    ]
+    assert capsys.readouterr().out == ""
