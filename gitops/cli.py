@@ -54,7 +54,15 @@ from gitops.statuses import (
     StatusSource,
     application_name,
 )
-from gitops.writeback import ACTIONS_BOT, Edit, Identity, WriteBack, Written, write_back
+from gitops.writeback import (
+    ACTIONS_BOT,
+    Edit,
+    Identity,
+    PullRequestError,
+    WriteBack,
+    Written,
+    write_back,
+)
 
 # The only way to hand the tool a token: never a flag, which process listings show. main()
 # takes it out of the environment at once, so no child but the fetch, the push and gh sees it.
@@ -194,7 +202,8 @@ def _parser() -> argparse.ArgumentParser:
         "--github-repo",
         default=os.environ.get("GITHUB_REPOSITORY") or None,
         metavar="OWNER/NAME",
-        help="read commit statuses from GitHub (token: $GITHUB_TOKEN; default: $GITHUB_REPOSITORY)",
+        help="read commit statuses from GitHub (token: $GITOPS_TOKEN, else $GITHUB_TOKEN; "
+        "default: $GITHUB_REPOSITORY)",
     )
     source.add_argument(
         "--statuses-file",
@@ -285,7 +294,8 @@ def add_write_back_arguments(cmd: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--pull-request",
         action="store_true",
-        help="push to a branch of its own and open (or update) a pull request with gh",
+        help="push to a branch of its own and open (or update) a pull request through GitHub's "
+        "API (the repository: $GITHUB_REPOSITORY, else the remote's github.com URL)",
     )
     group.add_argument(
         "--auto-merge",
@@ -321,6 +331,7 @@ def write_back_settings(args: argparse.Namespace, token: str | None) -> WriteBac
         identity=Identity(match.group(1), match.group(2)),
         token=token,
         auto_merge=args.auto_merge,
+        github_repo=getattr(args, "github_repo", None) or os.environ.get("GITHUB_REPOSITORY"),
     )
 
 
@@ -369,7 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             or getattr(args, "push", False)
             or (getattr(args, "pull_request", False))
         )
-        suffix = "; nothing was committed or pushed" if writes_back else ""
+        pushed = isinstance(exc, PullRequestError)  # it says itself what was pushed
+        suffix = "; nothing was committed or pushed" if writes_back and not pushed else ""
         print(f"gitops: error: {exc}{suffix}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
@@ -537,7 +549,8 @@ def _statuses(args: argparse.Namespace) -> StatusSource | None:
     if args.statuses_file is not None:
         return RecordedStatuses(args.statuses_file)
     if args.github_repo:
-        return GitHubStatuses.from_environment(args.github_repo)
+        # The write-back's token when there is one (the workflow's App token reads statuses).
+        return GitHubStatuses.from_environment(args.github_repo, args.token)
     return None
 
 
@@ -555,8 +568,15 @@ def _report_promotion(result: Promotion, args: argparse.Namespace, *, quiet: boo
             f"without the evidence the gate asks for: {result.evidence.refusal}",
             file=sys.stderr,
         )
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            print(f"::warning::forced promotion: {result.evidence.refusal}")
     if args.pr_body is not None:
         atomic_write(args.pr_body, promotion_body(result).encode("utf-8"))
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary and result.changed:
+        # The run's page shows what the pull request says.
+        with open(summary, "a", encoding="utf-8") as handle:  # noqa: PTH123
+            handle.write(promotion_body(result))
     if args.json:
         print(json.dumps(_promotion_json(result), indent=2))
         return

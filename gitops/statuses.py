@@ -16,20 +16,18 @@ import os
 import re
 import shlex
 import subprocess
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from gitops.errors import GitOpsError
+from gitops.github import API_URL_ENV, DEFAULT_API_URL, GitHubAPI
 
-DEFAULT_API_URL = "https://api.github.com"
-_SLUG = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-_TIMEOUT_S = 30
+_HINT = "(does the token have Commit statuses: read on the repository?)"
 _STATES = frozenset({"success", "failure", "error", "pending"})
+_TIMEOUT_S = 30
 
 
 @dataclass(frozen=True)
@@ -112,74 +110,29 @@ class GitHubStatuses:
     """GitHub's `GET /repos/{owner}/{repo}/commits/{ref}/statuses`, with a read-only token."""
 
     def __init__(self, repository: str, token: str | None, api_url: str = DEFAULT_API_URL) -> None:
-        if not _SLUG.match(repository):
-            raise GitOpsError(f"GitHub repository {repository!r} is not <owner>/<name>")
-        if not api_url.startswith(("https://", "http://")):
-            raise GitOpsError(f"GitHub API URL {api_url!r} is not http(s)")
-        self.repository = repository
-        self.token = token
-        self.api_url = api_url.rstrip("/")
+        self.api = GitHubAPI(repository, token, api_url)
+        self.repository = self.api.repository
         self.where = (
             f"the commit statuses of {repository} (Argo CD Notifications sets them, docs/gitops.md)"
         )
 
     @classmethod
-    def from_environment(cls, repository: str) -> GitHubStatuses:
-        """Token and API address as GitHub Actions provides them (GITHUB_TOKEN, GITHUB_API_URL)."""
-        token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
-        return cls(repository, token, os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL)
-
-    def _get(self, url: str) -> tuple[Any, str | None]:
-        # http(s) only: the API address is checked in __init__, pages come from its Link header.
-        request = urllib.request.Request(url)  # noqa: S310
-        request.add_header("Accept", "application/vnd.github+json")
-        request.add_header("X-GitHub-Api-Version", "2022-11-28")
-        if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:  # noqa: S310
-                body = response.read()
-                link = response.headers.get("Link")
-        except urllib.error.HTTPError as exc:
-            hint = (
-                " (is GITHUB_TOKEN set, with statuses: read?)"
-                if exc.code in (401, 403, 404)
-                else ""
-            )
-            raise GitOpsError(f"GitHub answered {exc.code} for {url}{hint}") from exc
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise GitOpsError(f"cannot reach GitHub at {self.api_url}: {reason}") from exc
-        try:
-            return json.loads(body), _next_link(link)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise GitOpsError(f"GitHub returned something that is not JSON for {url}") from exc
+    def from_environment(cls, repository: str, token: str | None = None) -> GitHubStatuses:
+        """`token`, else GITHUB_TOKEN or GH_TOKEN; the API address from GITHUB_API_URL."""
+        token = token or os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
+        return cls(repository, token, os.environ.get(API_URL_ENV) or DEFAULT_API_URL)
 
     def statuses(self, sha: str) -> list[CommitStatus]:
-        url: str | None = (
-            f"{self.api_url}/repos/{self.repository}/commits/"
-            f"{urllib.parse.quote(sha)}/statuses?per_page=100"
-        )
+        url: str | None = self.api.url(f"/commits/{urllib.parse.quote(sha)}/statuses?per_page=100")
         found: list[CommitStatus] = []
         pages = 0
         while url and pages < 10:  # at most 1,000 statuses; the newest come first
-            if not url.startswith(self.api_url + "/"):
-                raise GitOpsError(f"GitHub sent a next page outside {self.api_url}: {url}")
-            data, url = self._get(url)
+            data, url = self.api.call("GET", url, hint=_HINT)
             pages += 1
             if not isinstance(data, list):
                 raise GitOpsError(f"GitHub returned no list of statuses for {sha}")
             found += [parse_status(item, label=f"GitHub status of {sha[:12]}") for item in data]
         return found
-
-
-def _next_link(header: str | None) -> str | None:
-    # RFC 8288 as GitHub writes it: <url>; rel="next", <url>; rel="last"
-    for part in (header or "").split(","):
-        url, _, params = part.partition(";")
-        if 'rel="next"' in params:
-            return url.strip().strip("<>")
-    return None
 
 
 # --- evidence from the cluster: the Application itself -------------------------------------------

@@ -8,14 +8,15 @@ one place that knows how (argocd-image-updater's `pkg/argocd/git.go` has the sam
    never touched) and run the edit there, against that tip;
 3. commit only the paths the edit names, as the configured identity;
 4. push the commit to the branch, or push it to a head branch and open (or update) a pull
-   request with `gh`.
+   request through GitHub's REST API (gitops.github).
 
 A push rejected because the branch moved on starts again at 1: the edit is re-applied to the
 new tip instead of rebased, because a concurrent bump changes the very same lines and a
 textual rebase would conflict. Nothing is committed or pushed when the edit fails.
 
-The token (a GitHub App installation token in the workflows) is handed to the fetch, the push
-and `gh` only, as environment of those processes; it is never written to git config.
+The token (a GitHub App installation token in the workflows) is handed to the fetch and the
+push only, as environment of those two processes, and to the API requests as their header; it
+is never written to git config.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import base64
 import os
 import random
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -34,16 +34,24 @@ from pathlib import Path
 from typing import Literal
 
 from gitops.errors import GitOpsError
+from gitops.github import GitHubAPI, PullRequests, check_repository, repository_from_remote
 from gitops.repo import Repo
 
 WRITEBACK_LOCK = "gitops-writeback.lock"
-_GH_TIMEOUT_S = 120
 
 
 class PushRejectedError(GitOpsError):
     """The remote still refused the push after the last attempt (exit code 1)."""
 
     exit_code = 1
+
+
+class PullRequestError(GitOpsError):
+    """The head branch is pushed, but GitHub did not open or update its pull request.
+
+    Main is untouched and running the command again retries; the message says so, instead of
+    the usual "nothing was pushed".
+    """
 
 
 @dataclass(frozen=True)
@@ -93,10 +101,12 @@ class WriteBack:
     attempts: int = 5
     retry_delay_s: float = 2.0
     identity: Identity = ACTIONS_BOT
-    # A GitHub token for fetch, push and gh; None uses whatever git and gh already have.
+    # A GitHub token for the fetch, the push and the API; None: whatever git already has.
     token: str | None = None
     # Ask GitHub to merge the pull request once its required checks pass (mode pull-request).
     auto_merge: bool = False
+    # owner/name for the pull request API; None: read from the remote's github.com URL.
+    github_repo: str | None = None
     lock_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
@@ -163,6 +173,8 @@ def write_back(
     `log` receives one line per notable event (a retry, the push). Raises GitOpsError when the
     edit fails (nothing committed or pushed) and PushRejectedError when every attempt was refused.
     """
+    # Known before anything is fetched or pushed: a pull request needs a repository to open in.
+    pulls = _pull_requests(repo, settings) if settings.mode == "pull-request" else None
     with repo.lock(settings.lock_timeout_s, name=WRITEBACK_LOCK):
         for attempt in range(1, settings.attempts + 1):
             try:
@@ -180,8 +192,8 @@ def write_back(
                 if proposal is None:
                     return Written(False, tip, None, attempt)
                 commit = _commit(work, proposal, settings.identity)
-                if settings.mode == "pull-request":
-                    return _open_pull_request(work, tip, commit, proposal, settings, attempt, log)
+                if pulls is not None:
+                    return _open_pull_request(work, pulls, commit, proposal, settings, attempt, log)
                 if _push(work, commit, f"refs/heads/{settings.branch}", settings, force=False):
                     _fast_forward_checkout(repo, settings.branch, commit)
                     return Written(True, commit, settings.branch, attempt, proposal.subject)
@@ -260,95 +272,58 @@ def _push(work: Repo, commit: str, ref: str, settings: WriteBack, *, force: bool
     return True
 
 
+def _pull_requests(repo: Repo, settings: WriteBack) -> PullRequests:
+    slug = settings.github_repo or repository_from_remote(repo, settings.remote)
+    if not slug:
+        raise GitOpsError(
+            f"a pull request needs the GitHub repository, and {settings.remote} is no github.com "
+            "URL: set GITHUB_REPOSITORY=<owner>/<name>"
+        )
+    if not settings.token:
+        raise GitOpsError("a pull request needs a GitHub token: set GITOPS_TOKEN")
+    return PullRequests(GitHubAPI.from_environment(check_repository(slug), settings.token))
+
+
 def _open_pull_request(
     work: Repo,
-    tip: str,
+    pulls: PullRequests,
     commit: str,
     proposal: Proposal,
     settings: WriteBack,
     attempt: int,
     log: Callable[[str], None],
 ) -> Written:
-    if not proposal.branch:
+    head = proposal.branch
+    if not head:
         raise GitOpsError("a pull request needs a head branch; the edit named none")
-    if proposal.branch == settings.branch:
+    if head == settings.branch:
         raise GitOpsError(f"the pull request branch must not be {settings.branch} itself")
+    # Asked before the push, so a token or repository GitHub refuses leaves no branch behind.
+    existing = pulls.find_open(head, settings.branch)
     # Forced: the branch belongs to this command, and a re-run replaces its earlier commit.
-    if not _push(work, commit, f"refs/heads/{proposal.branch}", settings, force=True):
-        raise PushRejectedError(f"could not push {proposal.branch} to {settings.remote}")
-    log(f"pushed {commit} to {settings.remote}/{proposal.branch}: {proposal.subject}")
-    url = _gh(
-        work,
-        settings,
-        "pr",
-        "list",
-        "--head",
-        proposal.branch,
-        "--base",
-        settings.branch,
-        "--state",
-        "open",
-        "--json",
-        "url",
-        "--jq",
-        ".[0].url // empty",
-    ).strip()
+    if not _push(work, commit, f"refs/heads/{head}", settings, force=True):
+        raise PushRejectedError(f"could not push {head} to {settings.remote}")
+    log(f"pushed {commit} to {settings.remote}/{head}: {proposal.subject}")
     description = proposal.pr_body or proposal.body or proposal.subject
-    if url:
-        if proposal.pr_body:
-            # The evidence of this run replaces that of the run that opened it.
-            _gh(work, settings, "pr", "edit", url, "--body", description)
-        log(f"updated the open pull request {url}")
-    else:
-        url = (
-            _gh(
-                work,
-                settings,
-                "pr",
-                "create",
-                "--base",
-                settings.branch,
-                "--head",
-                proposal.branch,
-                "--title",
-                proposal.subject,
-                "--body",
-                description,
-            )
-            .strip()
-            .splitlines()[-1]
-        )
-        log(f"opened the pull request {url}")
-    if settings.auto_merge:
-        _gh(work, settings, "pr", "merge", url, "--auto", "--squash")
-        log(f"auto-merge enabled: {url} merges once its required checks pass")
-    return Written(True, commit, proposal.branch, attempt, proposal.subject, url)
-
-
-def _gh(work: Repo, settings: WriteBack, *args: str) -> str:
-    env = dict(os.environ)
-    if settings.token:
-        env["GH_TOKEN"] = settings.token
-    env.setdefault("GH_PROMPT_DISABLED", "1")
     try:
-        proc = subprocess.run(
-            ["gh", *args],
-            cwd=work.root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=_GH_TIMEOUT_S,
-            check=False,
-        )
-    except FileNotFoundError as exc:
-        raise GitOpsError("gh (the GitHub CLI) is not installed or not on PATH") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise GitOpsError(f"gh {' '.join(args[:2])} did not finish in {_GH_TIMEOUT_S} s") from exc
-    if proc.returncode != 0:
-        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        detail = lines[-1] if lines else f"exit code {proc.returncode}"
-        raise GitOpsError(f"gh {' '.join(args[:2])} failed: {detail}")
-    return proc.stdout
+        if existing is not None:
+            # The evidence of this run replaces that of the run that opened it.
+            pull = pulls.update(existing.number, title=proposal.subject, body=description)
+            log(f"updated the open pull request {pull.url}")
+        else:
+            pull = pulls.create(
+                head=head, base=settings.branch, title=proposal.subject, body=description
+            )
+            log(f"opened the pull request {pull.url}")
+        if settings.auto_merge:
+            pulls.enable_auto_merge(pull)
+            log(f"auto-merge enabled: {pull.url} merges once its required checks pass")
+    except GitOpsError as exc:
+        raise PullRequestError(
+            f"{exc}; {head} is pushed but {settings.branch} is unchanged: run the command "
+            "again once that is fixed"
+        ) from exc
+    return Written(True, commit, head, attempt, proposal.subject, pull.url)
 
 
 def _fast_forward_checkout(repo: Repo, branch: str, commit: str) -> None:

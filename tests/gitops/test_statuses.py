@@ -1,16 +1,15 @@
 """Reading commit statuses: GitHub's REST API over real HTTP, and the recorded-file form.
 
-A local HTTP server answers with what GitHub's `GET /repos/{owner}/{repo}/commits/{ref}/statuses`
-returns (recorded shapes); the client under test is ours, unchanged.
+A local HTTP stand-in (tests/gitops/github_stand_in.py) answers with what GitHub's
+`GET /repos/{owner}/{repo}/commits/{ref}/statuses` returns (recorded shapes); the client under
+test is ours, unchanged.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 
 from gitops.errors import GitOpsError
 from gitops.statuses import GitHubStatuses, RecordedStatuses, latest
+from tests.gitops.github_stand_in import GitHubStandIn, serving
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -36,55 +36,16 @@ def github_status(context: str, state: str, created_at: str) -> dict[str, Any]:
     }
 
 
-class FakeGitHub:
-    """Serves recorded pages and remembers what each request asked for."""
-
-    def __init__(self) -> None:
-        self.pages: dict[str, tuple[int, bytes, dict[str, str]]] = {}
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                fake.requests.append((self.path, dict(self.headers)))
-                status, body, headers = fake.pages.get(
-                    self.path, (404, b'{"message":"Not Found"}', {})
-                )
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def page(self, path: str, body: Any, status: int = 200, **headers: str) -> None:
-        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.pages[path] = (status, raw, headers)
-
-
 @pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    fake = FakeGitHub()
-    thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield fake
-    finally:
-        fake.server.shutdown()
-        fake.server.server_close()
+def github() -> Iterator[GitHubStandIn]:
+    with serving(GitHubStandIn("owner/iris-gitops")) as stand_in:
+        yield stand_in
 
 
 FIRST = f"/repos/owner/iris-gitops/commits/{SHA}/statuses?per_page=100"
 
 
-def test_statuses_are_read_across_pages_with_the_token(github: FakeGitHub) -> None:
+def test_statuses_are_read_across_pages_with_the_token(github: GitHubStandIn) -> None:
     second = f"/repos/owner/iris-gitops/commits/{SHA}/statuses?per_page=100&page=2"
     github.page(
         FIRST,
@@ -99,8 +60,11 @@ def test_statuses_are_read_across_pages_with_the_token(github: FakeGitHub) -> No
     assert newest is not None
     assert newest.state == "failure"
     assert newest.created_at == datetime(2026, 12, 1, 10, 30, tzinfo=UTC)
-    assert [path for path, _ in github.requests] == [FIRST, second]
-    headers = github.requests[0][1]
+    assert [(r.path, r.query.get("page")) for r in github.requests] == [
+        (FIRST.split("?")[0], None),
+        (FIRST.split("?")[0], "2"),
+    ]
+    headers = github.requests[0].headers
     assert headers["Authorization"] == "Bearer t0ken"
     assert headers["Accept"] == "application/vnd.github+json"
 
@@ -115,7 +79,7 @@ def test_statuses_are_read_across_pages_with_the_token(github: FakeGitHub) -> No
     ],
 )
 def test_a_bad_answer_is_one_clear_error(
-    github: FakeGitHub, status: int, body: Any, message: str
+    github: GitHubStandIn, status: int, body: Any, message: str
 ) -> None:
     github.page(FIRST, body, status=status)
     with pytest.raises(GitOpsError, match=message):

@@ -9,16 +9,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gitops.errors import GitOpsError
+from gitops.github import repository_of_remote
 from gitops.repo import Repo
 from gitops.writeback import Proposal, WriteBack, auth_env, write_back
 from harness.git import clone, git, init_origin
+from tests.gitops.github_stand_in import GitHubStandIn, serving
 from tests.gitops.support import (
     HOST,
     deployed_image,
@@ -31,6 +33,7 @@ pytestmark = pytest.mark.integration
 
 # Not a real token: the shape of an installation token.
 TOKEN = "ghs_0123456789abcdefTESTTOKEN"  # noqa: S105
+EXPIRED = "ghs_expired0123456789abcdef"
 
 
 @pytest.fixture
@@ -267,55 +270,130 @@ def test_auth_env_extends_existing_git_config_variables() -> None:
     assert auth_env(None) == {}
 
 
-def _fake_gh(directory: Path, log: Path, existing_url: str = "") -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    gh = directory / "gh"
-    gh.write_text(
-        "#!/usr/bin/env bash\n"
-        f'{{ printf "%s" "GH_TOKEN=$GH_TOKEN"; printf "\\t%s" "$@"; printf "\\n"; }} >> "{log}"\n'
-        'case "$1 $2" in\n'
-        f'  "pr list") printf "%s\\n" "{existing_url}" ;;\n'
-        '  "pr create") echo "https://github.com/your-org/iris-gitops/pull/7" ;;\n'
-        "esac\n"
-    )
-    gh.chmod(0o755)
+@pytest.fixture
+def github(origin: Path) -> Iterator[GitHubStandIn]:
+    """The GitHub API stand-in for `origin`, accepting only the App's token."""
+    with serving(GitHubStandIn(origin=origin)) as stand_in:
+        stand_in.token = TOKEN
+        yield stand_in
+
+
+def api_env(github: GitHubStandIn) -> dict[str, str]:
+    """What the workflow's environment tells the tool about GitHub."""
+    return {"GITHUB_API_URL": github.url, "GITHUB_REPOSITORY": github.repository}
 
 
 def test_pull_request_mode_pushes_a_branch_and_opens_one_pull_request(
-    origin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    origin: Path, tmp_path: Path, github: GitHubStandIn
 ) -> None:
     release = clone(origin, tmp_path / "release")
-    log = tmp_path / "gh.log"
-    _fake_gh(tmp_path / "bin", log)
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     before = tip(origin)
 
-    code, out, err = bump(release, ref(1), "--pull-request", "--auto-merge", GITOPS_TOKEN=TOKEN)
+    code, out, err = bump(
+        release, ref(1), "--pull-request", "--auto-merge", GITOPS_TOKEN=TOKEN, **api_env(github)
+    )
     assert code == 0, err
-    assert "https://github.com/your-org/iris-gitops/pull/7" in out
+    assert "https://github.com/owner/iris-gitops/pull/1" in out
     assert tip(origin) == before  # main moves only when the pull request merges
     branch = f"bump/staging/{ref(1).split('@')[0].rsplit(':', 1)[1]}"
     assert git(origin, "show", "--name-only", "--format=", branch) == RELEASE_FILES
-    calls = [line.split("\t") for line in log.read_text().splitlines()]
-    assert [call[1:3] for call in calls] == [["pr", "list"], ["pr", "create"], ["pr", "merge"]]
-    assert all(call[0] == f"GH_TOKEN={TOKEN}" for call in calls)
-    assert calls[1][calls[1].index("--head") + 1] == branch
-    assert calls[1][calls[1].index("--base") + 1] == "main"
-    assert calls[2][3:] == ["https://github.com/your-org/iris-gitops/pull/7", "--auto", "--squash"]
+    pulls = "/repos/owner/iris-gitops/pulls"
+    assert github.calls() == [("GET", pulls), ("POST", pulls), ("POST", "/graphql")]
+    listed, created, _ = github.requests
+    assert listed.query == {
+        "state": "open",
+        "head": f"owner:{branch}",
+        "base": "main",
+        "per_page": "100",
+    }
+    assert created.body["head"] == branch
+    assert created.body["base"] == "main"
+    assert created.body["title"] == git(origin, "log", "-1", "--format=%s", branch)
+    assert github.auto_merged == ["https://github.com/owner/iris-gitops/pull/1"]
+    assert {r.headers["Authorization"] for r in github.requests} == {f"Bearer {TOKEN}"}
 
 
 def test_pull_request_mode_updates_the_open_pull_request_instead_of_opening_another(
-    origin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    origin: Path, tmp_path: Path, github: GitHubStandIn
 ) -> None:
     release = clone(origin, tmp_path / "release")
-    log = tmp_path / "gh.log"
-    _fake_gh(tmp_path / "bin", log, existing_url="https://github.com/your-org/iris-gitops/pull/3")
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    code, out, err = bump(release, ref(1), "--pull-request")
+    first = bump(release, ref(1), "--pull-request", GITOPS_TOKEN=TOKEN, **api_env(github))
+    assert first[0] == 0, first[2]
+    # The same image again (a re-run): the branch is pushed again, the pull request updated.
+    code, out, err = bump(release, ref(1), "--pull-request", GITOPS_TOKEN=TOKEN, **api_env(github))
     assert code == 0, err
-    assert "pull/3" in out
+    assert "pull/1" in out
     assert "updated the open pull request" in err
-    assert [line.split("\t")[1:3] for line in log.read_text().splitlines()] == [["pr", "list"]]
+    pulls = "/repos/owner/iris-gitops/pulls"
+    assert [call[0] for call in github.calls()] == ["GET", "POST", "GET", "PATCH"]
+    assert github.calls()[-1] == ("PATCH", f"{pulls}/1")
+    assert list(github.pulls) == [1]
+
+
+def test_a_token_github_refuses_pushes_no_branch_and_says_so_in_one_line(
+    origin: Path, tmp_path: Path, github: GitHubStandIn
+) -> None:
+    release = clone(origin, tmp_path / "release")
+    code, _, err = bump(release, ref(1), "--pull-request", GITOPS_TOKEN=EXPIRED, **api_env(github))
+    assert code == 2
+    (line,) = err.splitlines()
+    assert line.startswith("gitops: error: GitHub answered 401 for GET /repos/owner/iris-gitops/")
+    assert "Bad credentials" in line
+    assert line.endswith("nothing was committed or pushed")
+    assert EXPIRED not in err
+    assert git(origin, "branch", "--list", "bump/*") == ""
+    assert git(release, "status", "--porcelain") == ""
+
+
+def test_a_refused_pull_request_after_the_push_says_what_was_pushed(
+    origin: Path, tmp_path: Path, github: GitHubStandIn
+) -> None:
+    release = clone(origin, tmp_path / "release")
+    refused = {"message": "Resource not accessible by integration"}
+    github.fail("POST", "/repos/owner/iris-gitops/pulls", 403, refused)
+    code, _, err = bump(release, ref(1), "--pull-request", GITOPS_TOKEN=TOKEN, **api_env(github))
+    assert code == 2
+    (line,) = err.splitlines()[-1:]
+    assert "GitHub answered 403 for POST /repos/owner/iris-gitops/pulls" in line
+    assert "Resource not accessible by integration" in line
+    assert "Pull requests: write" in line
+    assert "is pushed but main is unchanged" in line
+    assert "nothing was committed or pushed" not in line
+    # Running it again opens the pull request for the branch already there.
+    code, out, err = bump(release, ref(1), "--pull-request", GITOPS_TOKEN=TOKEN, **api_env(github))
+    assert code == 0, err
+    assert "pull/1" in out
+
+
+def test_pull_request_mode_needs_a_repository_and_a_token_before_it_pushes(
+    origin: Path, tmp_path: Path, github: GitHubStandIn
+) -> None:
+    release = clone(origin, tmp_path / "release")
+    env = api_env(github)
+    del env["GITHUB_REPOSITORY"]
+    code, _, err = bump(release, ref(1), "--pull-request", GITOPS_TOKEN=TOKEN, **env)
+    assert code == 2
+    assert "set GITHUB_REPOSITORY=<owner>/<name>" in err
+    code, _, err = bump(release, ref(1), "--pull-request", **api_env(github))
+    assert code == 2
+    assert "a pull request needs a GitHub token: set GITOPS_TOKEN" in err
+    assert github.requests == []
+    assert git(origin, "branch", "--list", "bump/*") == ""
+
+
+@pytest.mark.parametrize(
+    ("url", "slug"),
+    [
+        ("https://github.com/owner/iris-gitops.git", "owner/iris-gitops"),
+        ("https://github.com/owner/iris-gitops", "owner/iris-gitops"),
+        ("git@github.com:owner/iris-gitops.git", "owner/iris-gitops"),
+        ("ssh://git@github.com/owner/iris.gitops.git", "owner/iris.gitops"),
+        ("https://gitlab.com/owner/iris-gitops.git", None),
+        ("/srv/git/iris-gitops.git", None),
+    ],
+)
+def test_the_repository_is_read_from_a_github_remote(url: str, slug: str | None) -> None:
+    assert repository_of_remote(url) == slug
 
 
 def test_write_back_refuses_an_edit_that_stages_files_it_did_not_name(
