@@ -89,13 +89,55 @@ def all_workflows() -> list[Workflow]:
     return [workflow(name) for name in WORKFLOW_NAMES]
 
 
-GITHUB_WILDCARDS = {"**": ".*", "*": "[^/]*", "?": "[^/]"}
+# GitHub's filter pattern cheat sheet: `*` any run of characters but `/`, `**` any run at all
+# (so `docs/**/*.md` also matches `docs/a.md`: `**/` may be empty). `?`, `+`, `[...]` and `\`
+# have meanings of their own there (`?` and `+` repeat the preceding character); no workflow
+# uses them, and github_glob_matches refuses them rather than guess.
+GITHUB_WILDCARDS = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*"}
+_UNSUPPORTED = set("?+[]\\")
 
 
 def github_glob_matches(pattern: str, path: str) -> bool:
-    """Whether a GitHub Actions `paths` pattern matches a file path.
+    """Whether one GitHub Actions filter pattern (paths, branches) matches `path` in full.
 
-    `**` matches any characters including `/`, `*` any except `/`, `?` one character;
-    a pattern with no wildcard matches that exact path.
+    A leading `!` is the negation of `github_filter`, not part of the pattern.
     """
+    if pattern.startswith("!"):
+        raise ValueError(f"{pattern!r}: negation belongs to github_filter")
+    special = _UNSUPPORTED & set(pattern)
+    if special:
+        raise ValueError(f"{pattern!r}: no matcher here for {''.join(sorted(special))}")
     return re.fullmatch(glob_regex(pattern, GITHUB_WILDCARDS), path) is not None
+
+
+def github_filter(patterns: list[str], path: str) -> bool:
+    """GitHub's evaluation of a filter list: in order, the last pattern that matches decides,
+    and a `!pattern` takes back what earlier patterns matched."""
+    included = False
+    for pattern in patterns:
+        if pattern.startswith("!"):
+            if github_glob_matches(pattern[1:], path):
+                included = False
+        elif github_glob_matches(pattern, path):
+            included = True
+    return included
+
+
+def push_starts(wf: Workflow, branch: str, changed: list[str]) -> bool:
+    """Whether a push of `changed` files to `branch` starts `wf`, as GitHub decides it.
+
+    The branch filter (`branches` or `branches-ignore`) must pass, then the path filter:
+    `paths` needs one changed file to be included, `paths-ignore` one file not ignored.
+    """
+    if "push" not in wf.triggers:
+        return False
+    push = wf.triggers["push"] or {}
+    if "branches" in push and not github_filter(push["branches"], branch):
+        return False
+    if "branches-ignore" in push and github_filter(push["branches-ignore"], branch):
+        return False
+    if "paths" in push:
+        return any(github_filter(push["paths"], path) for path in changed)
+    if "paths-ignore" in push:
+        return any(not github_filter(push["paths-ignore"], path) for path in changed)
+    return True
