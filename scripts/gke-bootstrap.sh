@@ -31,6 +31,11 @@ OWN_OPTIONS_HELP="Bootstrap only:
                              (both read with 'gh api repos/OWNER/REPO' when not given)
   --argocd-manifest FILE     Argo CD's install.yaml, already downloaded [ARGOCD_INSTALL_MANIFEST]
                              (checked against argocd/install/remote-resources.sha256)
+  --github-app-id ID         the GitHub App's numeric App ID            [GITOPS_APP_ID]
+  --github-app-installation-id ID  its installation on the repository [GITOPS_APP_INSTALLATION_ID]
+  --github-app-key FILE      its private key (.pem), never printed      [GITOPS_APP_PRIVATE_KEY_FILE]
+                             (all three or none: with them Argo CD Notifications sets the
+                             argocd/iris-<env> commit statuses the promotion gate reads)
   RELEASE_WORKFLOW [release.yml]  the workflow whose jobs may push images
   IP_WAIT_SECONDS [600] how long to wait for the production Service's external IP
   BIND_RETRY_SECONDS [15] pause between tries of an IAM binding a new account is not ready for"
@@ -39,12 +44,18 @@ STANDARD=0
 GH_REPOSITORY_ID="${GITHUB_REPO_ID:-}"
 GH_OWNER_ID="${GITHUB_OWNER_ID:-}"
 ARGOCD_MANIFEST="${ARGOCD_INSTALL_MANIFEST:-}"
+APP_ID="${GITOPS_APP_ID:-}"
+APP_INSTALLATION_ID="${GITOPS_APP_INSTALLATION_ID:-}"
+APP_KEY_FILE="${GITOPS_APP_PRIVATE_KEY_FILE:-}"
 own_option() {
   case "$1" in
     --standard) STANDARD=1 ;;
     --github-repository-id) GH_REPOSITORY_ID="$2"; OWN_SHIFT=2 ;;
     --github-owner-id) GH_OWNER_ID="$2"; OWN_SHIFT=2 ;;
     --argocd-manifest) ARGOCD_MANIFEST="$2"; OWN_SHIFT=2 ;;
+    --github-app-id) APP_ID="$2"; OWN_SHIFT=2 ;;
+    --github-app-installation-id) APP_INSTALLATION_ID="$2"; OWN_SHIFT=2 ;;
+    --github-app-key) APP_KEY_FILE="$2"; OWN_SHIFT=2 ;;
     *) return 1 ;;
   esac
 }
@@ -61,9 +72,12 @@ for id in "$GH_REPOSITORY_ID" "$GH_OWNER_ID"; do
 done
 [[ -z "$GH_REPOSITORY_ID" && -z "$GH_OWNER_ID" ]] || [[ -n "$GH_REPOSITORY_ID" && -n "$GH_OWNER_ID" ]] ||
   die "give both --github-repository-id and --github-owner-id, or neither (then gh reads them)"
+check_app_credentials "$APP_ID" "$APP_INSTALLATION_ID" "$APP_KEY_FILE"
 [[ "$RELEASE_WORKFLOW" =~ ^[A-Za-z0-9._-]+\.ya?ml$ ]] || die "RELEASE_WORKFLOW '$RELEASE_WORKFLOW' is not a workflow file name"
 [[ -f ".github/workflows/${RELEASE_WORKFLOW}" ]] || die "no .github/workflows/${RELEASE_WORKFLOW}; set RELEASE_WORKFLOW to the workflow that pushes images"
 readonly REPO_URL="https://github.com/${GH_REPOSITORY}.git"
+# The Secret Argo CD Notifications reads its service credentials from (its default name).
+readonly NOTIFICATIONS_SECRET="argocd-notifications-secret"
 
 # Describe before create: `ensure LABEL DESCRIBE... -- CREATE...` runs CREATE only when
 # DESCRIBE fails. The dry-run plan prints the same logic as one shell line.
@@ -553,6 +567,29 @@ run "${KUBECTL[@]}" apply --server-side --force-conflicts -f "$ARGOCD_RENDERED"
 for workload in deployment/argocd-repo-server deployment/argocd-server statefulset/argocd-application-controller; do
   run "${KUBECTL[@]}" rollout status --namespace=argocd "$workload" --timeout=600s
 done
+
+# The keys argocd/install/argocd-notifications-cm.patch.yaml reads ($github-app-id, ...).
+# Built by kubectl from the file and applied server-side under a field manager of its own:
+# the key goes from the file to the API server only (never to the terminal, a plan or Git),
+# re-running changes nothing, and re-applying install.yaml (whose Secret has no data) keeps it.
+if [[ -n "$APP_KEY_FILE" ]]; then
+  section "Argo CD Notifications: the GitHub App's id, installation id and key (from ${APP_KEY_FILE}) in Secret argocd/${NOTIFICATIONS_SECRET}"
+  secret=("${KUBECTL[@]}" create secret generic "$NOTIFICATIONS_SECRET" --namespace=argocd
+    --from-literal=github-app-id="$APP_ID"
+    --from-literal=github-installation-id="$APP_INSTALLATION_ID"
+    --from-file=github-privateKey="$APP_KEY_FILE"
+    --dry-run=client --output=yaml)
+  apply=("${KUBECTL[@]}" apply --server-side --force-conflicts --field-manager=iris-bootstrap
+    --namespace=argocd -f -)
+  if ((DRY_RUN)); then
+    echo "$(quote "${secret[@]}") | $(quote "${apply[@]}")"
+  else
+    "${secret[@]}" | "${apply[@]}" >/dev/null
+    log "set: Secret argocd/${NOTIFICATIONS_SECRET} (keys github-app-id, github-installation-id, github-privateKey)"
+  fi
+else
+  section "Argo CD Notifications: no GitHub App given (--github-app-id, --github-app-installation-id, --github-app-key); no commit statuses until it is"
+fi
 
 section "root application (Argo CD then creates the AppProject and both environments from Git)"
 run "${KUBECTL[@]}" apply --namespace=argocd -f argocd/root.yaml

@@ -86,6 +86,25 @@ check_length() {
   ((${#2} <= $3)) || die "internal: the ${1} '${2}' is ${#2} characters, over the limit of ${3}"
 }
 
+# `check_app_credentials ID INSTALLATION_ID KEY_FILE`: the GitHub App for Argo CD
+# Notifications, all three or none. The key file is checked for its PEM header only; neither
+# it nor any line of it is ever printed.
+check_app_credentials() {
+  local id="$1" installation="$2" key="$3"
+  [[ -z "$id$installation$key" ]] && return 0
+  [[ -n "$id" && -n "$installation" && -n "$key" ]] ||
+    die "give --github-app-id, --github-app-installation-id and --github-app-key together, or none of them"
+  [[ "$id" =~ ^[1-9][0-9]{0,19}$ ]] || die "the GitHub App ID is a number (the App's settings page); '$id' is not one"
+  [[ "$installation" =~ ^[1-9][0-9]{0,19}$ ]] ||
+    die "the installation id is a number (the end of the installation's settings URL); '$installation' is not one"
+  [[ -f "$key" && -r "$key" ]] || die "cannot read the GitHub App key file ${key}"
+  local header=""
+  IFS= read -r header <"$key" || true
+  header="${header%$'\r'}"
+  [[ "$header" =~ ^-----BEGIN\ (RSA\ )?PRIVATE\ KEY-----$ ]] ||
+    die "${key} is not a PEM private key (download one from the GitHub App's settings: Private keys)"
+}
+
 # Checks the names and derives the ones built from them. The limits, with their sources:
 derive_names() {
   [[ -n "$PROJECT_ID" ]] || die "set --project (or GCP_PROJECT_ID) to your Google Cloud project id"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Recording stand-in for gcloud, kubectl, gh, curl and kustomize (tests only), installed under
 # each of those names. Every call is appended to $FAKE_LOG, one tab-separated line.
+# kubectl prints the Secret `create secret generic --dry-run=client` would make, and keeps
+# what `apply -f -` reads under $FAKE_STATE_DIR/kubectl-applied/.
 #
 # gcloud keeps the little state our scripts ask about under $FAKE_STATE_DIR: which resources
 # exist (and whether a pool or provider is soft-deleted), a provider's condition and mapping,
@@ -185,6 +187,30 @@ case "$tool" in
   kubectl)
     case "$args" in
       *" get service "*) printf '%s' "${FAKE_EXTERNAL_IP:-203.0.113.7}" ;;
+      *" create secret generic "*" --dry-run=client "*)
+        # What kubectl prints for the Secret it would create, data base64-encoded.
+        name="" namespace="" data=() previous=""
+        for arg in "$@"; do
+          case "$arg" in
+            --namespace=*) namespace="${arg#--namespace=}" ;;
+            --from-literal=*)
+              pair="${arg#--from-literal=}"
+              data+=("  ${pair%%=*}: $(printf '%s' "${pair#*=}" | base64 -w0)") ;;
+            --from-file=*)
+              pair="${arg#--from-file=}"
+              [[ -r "${pair#*=}" ]] || { echo "error: error reading ${pair#*=}: no such file or directory" >&2; exit 1; }
+              data+=("  ${pair%%=*}: $(base64 -w0 <"${pair#*=}")") ;;
+            *) [[ "$previous" == generic ]] && name="$arg" ;;
+          esac
+          previous="$arg"
+        done
+        printf 'apiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\n  namespace: %s\ndata:\n' "$name" "$namespace"
+        printf '%s\n' "${data[@]}" ;;
+      *" apply "*" -f - ")
+        # Keeps what was applied from stdin, one file per apply, for the tests to read.
+        mkdir -p "$FAKE_STATE_DIR/kubectl-applied"
+        count=$(find "$FAKE_STATE_DIR/kubectl-applied" -type f | wc -l)
+        cat >"$FAKE_STATE_DIR/kubectl-applied/$((count + 1)).yaml" ;;
     esac
     exit 0 ;;
   gh)

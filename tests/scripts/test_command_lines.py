@@ -62,6 +62,14 @@ def calls(tmp_path_factory: pytest.TempPathFactory) -> list[list[str]]:
     assert run.returncode == 0, run.stderr
     assert {"update-oidc", "update"} <= {word for call in run.calls for word in call}
     seen.extend(run.calls)
+    # With the GitHub App for Argo CD Notifications: the Secret's kubectl lines.
+    key = base / "app.pem"
+    key.write_text("-----BEGIN RSA PRIVATE KEY-----\nnot-a-key\n-----END RSA PRIVATE KEY-----\n")
+    app = ["--github-app-id", "1", "--github-app-installation-id", "2"]
+    app += ["--github-app-key", str(key)]
+    run = worlds["standard"].run(BOOTSTRAP, [*ARGS, "--standard", *app])
+    assert run.returncode == 0, run.stderr
+    seen.extend(run.calls)
     return seen
 
 
@@ -111,6 +119,8 @@ def test_every_kubectl_flag_exists(calls: list[list[str]]) -> None:
         words = [arg for arg in argv if not arg.startswith("-")]
         # Subcommands that take a second word: rollout status.
         command = tuple(words[:2]) if words[:1] in (["rollout"], ["create"]) else tuple(words[:1])
+        if words[:2] == ["create", "secret"]:
+            command = tuple(words[:3])  # create secret generic
         known = kubectl_flags(*command)
         for arg in argv:
             if arg.startswith("--") and arg.split("=", 1)[0] not in known:
