@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from gitops import invocation
 from gitops.diff import as_markdown, as_text, environment_diffs
 from gitops.environments import PROMOTION_ORDER, check_direction
 from gitops.errors import GitOpsError
@@ -85,7 +86,7 @@ _REF_HELP = (
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m gitops",
+        prog=invocation(),
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -793,7 +794,7 @@ def _print_history(
         if code.direction == "rolled back":
             print(
                 "the next release brings them back: hold the environment until the fix is on "
-                f"main\n  python -m gitops hold {env} --reason '<why>'"
+                f"main\n  {invocation()} hold {env} --reason '<why>'"
             )
     if revert:
         print(f"\nroll back the newest change (then push; Argo CD syncs it):\n  {revert}")

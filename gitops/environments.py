@@ -16,6 +16,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from gitops import invocation
 from gitops.errors import GitOpsError
 from gitops.files import atomic_write
 from gitops.kustomization import keep_style
@@ -49,7 +50,7 @@ def check_direction(source: str, target: str, known: list[str]) -> None:
     if dst < src:
         raise GitOpsError(
             f"{source} comes after {target} (promotion order: {order}); promotion never goes "
-            f"backwards. To undo a promotion, revert it: `python -m gitops history {source}` "
+            f"backwards. To undo a promotion, revert it: `{invocation()} history {source}` "
             "prints the git revert command"
         )
     if dst != src + 1:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gitops import invocation
 from gitops.errors import GitOpsError
 from gitops.files import atomic_write
 from gitops.repo import Repo
@@ -72,7 +73,7 @@ def refuse_if_held(repo: Repo, env: str) -> None:
     if hold is not None:
         raise HoldError(
             f"{env} is on hold ({hold.reason}; held at {hold.image}); nothing was changed. "
-            f"Lift it with 'python -m gitops release {env}' once the fix is on main"
+            f"Lift it with '{invocation()} release {env}' once the fix is on main"
         )
 
 

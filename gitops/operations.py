@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitops import promotion
+from gitops import invocation, promotion
 from gitops.environments import PROMOTION_ORDER, application_path, follows_main, read_pin
 from gitops.errors import GitOpsError
 from gitops.files import atomic_write
@@ -75,7 +75,7 @@ def set_image(
         first = PROMOTION_ORDER[0]
         raise GitOpsError(
             f"{env} runs the commit {application_path(env).as_posix()} pins and takes images "
-            f"only by promotion: python -m gitops promote {first} {env}"
+            f"only by promotion: {invocation()} promote {first} {env}"
         )
     command = kustomize_command(options.kustomize)
     with repo.lock(options.lock_timeout_s):
@@ -285,7 +285,7 @@ def check_order(repo: Repo, env: str, ref: ImageRef, options: Options) -> str | 
         raise GitOpsError(
             f"{env} runs {current.tag}, built from a newer commit than {ref.tag}; refusing to "
             "move it back (a re-run of an old release?). Roll back with the revert that "
-            f"'python -m gitops history {env}' prints, or pass --force"
+            f"'{invocation()} history {env}' prints, or pass --force"
         )
     return None
 

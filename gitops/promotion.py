@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from gitops import invocation
 from gitops.environments import check_direction, follows_main, read_pin, write_pin
 from gitops.errors import GitOpsError
 from gitops.history import is_ancestor
@@ -188,7 +189,7 @@ def _check_forward(repo: Repo, target: str, previous: str, candidate: str) -> No
         raise GitOpsError(
             f"{target} already runs {previous[:12]}, which is newer than {candidate[:12]}; "
             f"promotion never goes backwards. To undo a promotion, revert it: "
-            f"`python -m gitops history {target}` prints the git revert command"
+            f"`{invocation()} history {target}` prints the git revert command"
         )
     if not is_ancestor(repo, previous, candidate):
         raise GitOpsError(

@@ -38,4 +38,6 @@ if [[ ! -f "$stamp" || "$lock" -nt "$stamp" ]]; then
   touch "$stamp"
 fi
 
-PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" exec "$venv/bin/python" -m gitops "$@"
+# Hints the tool prints name this script, the command that works on this machine.
+GITOPS_COMMAND="${GITOPS_COMMAND:-scripts/gitops.sh}" PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" \
+  exec "$venv/bin/python" -m gitops "$@"

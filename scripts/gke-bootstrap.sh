@@ -199,7 +199,7 @@ url_mismatch() {
 
 # --- preflight: nothing is created until all of this holds ------------------------------------
 
-readonly SET_REPO_FIX="python -m gitops set-repo ${REPO_URL} && git commit -am 'Point Argo CD at ${GH_REPOSITORY}' && git push origin main"
+readonly SET_REPO_FIX="scripts/gitops.sh set-repo ${REPO_URL} && git commit -am 'Point Argo CD at ${GH_REPOSITORY}' && git push origin main"
 if ((DRY_RUN)); then
   mismatch="$(url_mismatch .)"
   [[ -z "$mismatch" ]] || echo "# WARNING: ${mismatch}; first run: ${SET_REPO_FIX}"

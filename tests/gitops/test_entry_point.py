@@ -33,6 +33,30 @@ def test_python_without_ruamel_gets_one_line_pointing_at_the_script() -> None:
     assert "scripts/gitops.sh" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "hint"),
+    [
+        (None, "`python -m gitops history production`"),  # the workflows' invocation
+        ("scripts/gitops.sh", "`scripts/gitops.sh history production`"),  # what the script sets
+    ],
+)
+def test_hints_name_the_command_that_ran_the_tool(
+    repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str | None,
+    hint: str,
+) -> None:
+    # A developer runs scripts/gitops.sh, where a bare `python -m gitops` would lack
+    # ruamel.yaml: the command a refusal tells them to run must be the one they ran.
+    if command is None:
+        monkeypatch.delenv("GITOPS_COMMAND", raising=False)
+    else:
+        monkeypatch.setenv("GITOPS_COMMAND", command)
+    assert main(["-C", str(repo), "promote", "production", "staging"]) == 2
+    assert hint in capsys.readouterr().err
+
+
 @pytest.mark.integration
 def test_edits_end_with_the_commit_and_push_to_run(
     repo: Path, capsys: pytest.CaptureFixture[str]
@@ -75,6 +99,10 @@ def test_script_installs_the_gitops_lock_once_then_runs_the_tool(tmp_path: Path)
     assert second.returncode == 0, second.stderr
     assert second.stderr == ""  # installed once
     assert '"environments"' in second.stdout
+    usage = subprocess.run(
+        [str(SCRIPT), "--help"], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert usage.stdout.startswith("usage: scripts/gitops.sh")
     installed = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
         capture_output=True,

@@ -680,7 +680,7 @@ def test_a_good_local_argocd_manifest_needs_no_download(base: Path) -> None:
 def test_real_run_refuses_when_this_copy_points_argocd_at_another_repository(base: Path) -> None:
     world = make_world_in(base)
     run = world.run(BOOTSTRAP, ["--project", PROJECT, "--github-owner", "someone-else"])
-    run.assert_refused("python -m gitops set-repo https://github.com/someone-else/")
+    run.assert_refused("scripts/gitops.sh set-repo https://github.com/someone-else/")
     assert run.calls == []
 
 
@@ -693,7 +693,7 @@ def test_real_run_refuses_when_main_on_github_points_argocd_elsewhere(base: Path
     world = make_world(base / "stale-world", remote=remote)
     run = world.run(BOOTSTRAP, ARGS)
     run.assert_refused("on GitHub, argocd/")
-    assert f"python -m gitops set-repo https://github.com/{OWNER}/{REPO}.git" in run.stderr
+    assert f"scripts/gitops.sh set-repo https://github.com/{OWNER}/{REPO}.git" in run.stderr
     assert "git push origin main" in run.stderr
     assert run.gcloud() == []
 
