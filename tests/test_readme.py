@@ -124,6 +124,14 @@ def test_every_file_path_the_readme_names_exists() -> None:
     assert missing == []
 
 
+def test_every_page_under_docs_is_linked_from_the_readme() -> None:
+    # A newcomer starts at the README: a page it does not link is a page they never find.
+    links = set(re.findall(r"\]\((?!https?:|#)([^)#]+)", README))
+    pages = {f"docs/{page.name}" for page in (REPO_ROOT / "docs").glob("*.md")}
+    assert "docs/fork.md" in pages
+    assert sorted(pages - links) == []
+
+
 def test_layout_tree_names_only_real_paths() -> None:
     tree = README.split("## Layout", 1)[1].split("```", 2)[1]
     parent = ""
