@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,14 @@ from jsonschema import Draft202012Validator
 from harness.servers import start_service
 from tests.monitoring.dashboard_schema import DASHBOARD as SCHEMA
 from tests.monitoring.dashboard_schema import tile_problems
-from tests.monitoring.support import dashboard, dashboard_queries, metric_names, recorded, samples
+from tests.monitoring.support import (
+    dashboard,
+    dashboard_queries,
+    metric_names,
+    recorded,
+    rules,
+    samples,
+)
 
 VALIDATOR = Draft202012Validator(SCHEMA)
 
@@ -132,3 +140,11 @@ def test_dashboard_shows_every_signal_the_operations_section_promises() -> None:
     # Per environment: every query keeps the namespace label, which names the environment.
     for query in dashboard_queries(dashboard()):
         assert "by (namespace" in query or metric_names(query) <= recorded(), query
+
+
+def test_dashboard_selects_the_prediction_routes_as_the_rules_do() -> None:
+    matcher = re.compile(r'route=~"([^"]+)"')
+    in_rules = {m for rule in rules() for m in matcher.findall(rule["expr"])}
+    in_dashboard = {m for query in dashboard_queries(dashboard()) for m in matcher.findall(query)}
+    assert in_dashboard
+    assert in_dashboard == in_rules
