@@ -186,6 +186,41 @@ def prometheus_config(metrics_port: int, rule_file: Path) -> dict[str, Any]:
     }
 
 
+def _poll(server: Server, what: str, probe: Callable[[], _T | None]) -> _T:
+    """Wait until `probe` returns something, at most DEADLINE_SECONDS, while `server` runs."""
+    found: list[_T] = []
+
+    def ready() -> bool:
+        value = probe()
+        if value is not None:
+            found.append(value)
+        return bool(found)
+
+    try:
+        server.wait_until(ready, timeout=DEADLINE_SECONDS, interval=0.2)
+    except RuntimeError as exc:
+        raise AssertionError(f"waiting for {what}: {exc}") from None
+    return found[0]
+
+
+def _counted(service: ServiceServer, sent: int) -> dict[SeriesKey, float]:
+    """The service's samples once all `sent` prediction requests are counted: a worker
+    records a request after its answer has gone out, so a client can be a moment ahead."""
+
+    def probe() -> dict[SeriesKey, float] | None:
+        exposed = samples(service.metrics()[1].decode())
+        counted = sum(_prediction_requests(exposed).values())
+        observed = sum(
+            value
+            for (name, labels), value in exposed.items()
+            if name == "iris_http_request_duration_seconds_count"
+            and dict(labels)["route"] in PREDICTION_ROUTES
+        )
+        return exposed if counted == observed == sent else None
+
+    return _poll(service, f"the service to count {sent} prediction requests", probe)
+
+
 class Prometheus(Server):
     """A Prometheus process and its HTTP API."""
 
@@ -209,20 +244,7 @@ class Prometheus(Server):
         return float(result[0]["value"][1])
 
     def poll(self, what: str, probe: Callable[[], _T | None]) -> _T:
-        """Wait until `probe` returns something, at most DEADLINE_SECONDS."""
-        found: list[_T] = []
-
-        def ready() -> bool:
-            value = probe()
-            if value is not None:
-                found.append(value)
-            return bool(found)
-
-        try:
-            self.wait_until(ready, timeout=DEADLINE_SECONDS, interval=0.2)
-        except RuntimeError as exc:
-            raise AssertionError(f"waiting for {what}: {exc}") from None
-        return found[0]
+        return _poll(self, what, probe)
 
     def wait_scraped(self, wanted: Mapping[tuple[str, str], float]) -> float:
         """Wait until Prometheus holds `wanted` request counts; the latest sample's time."""
@@ -338,13 +360,13 @@ def live(tmp_path_factory: pytest.TempPathFactory, trained_artifact_dir: Path) -
             lambda: True if len(prometheus.query(zero)) == len(FLOWERS) else None,
         )
         _send(service, PRIMING, live.species)
-        live.baseline = samples(service.metrics()[1].decode())
+        live.baseline = _counted(service, len(PRIMING))
         prometheus.wait_scraped(_prediction_requests(live.baseline))
         started = time.monotonic()
         _send(service, MEASURED, live.species)
         for _ in range(5):
             service.get("/readyz")  # probes: no prediction route, in no SLI
-        live.final = samples(service.metrics()[1].decode())
+        live.final = _counted(service, len(PRIMING) + len(MEASURED))
         last_scrape = prometheus.wait_scraped(_prediction_requests(live.final))
         record = f'namespace:iris_prediction_requests:rate5m{{namespace="{NAMESPACE}"}}'
         live.at = prometheus.poll(
