@@ -170,6 +170,21 @@ class Run:
         assert changed == [], f"a refused run changed things:\n{self.render_calls()}"
 
 
+@cache
+def throwaway_private_key() -> str:
+    """A PEM private key generated for this test run; the repository holds no key, fake or real."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed; it generates the tests' throwaway private key")
+    done = subprocess.run(
+        [openssl, "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
 def write_stand_in(directory: Path, tool: str, script: str) -> None:
     """Write `script` as the executable `directory/tool`."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from tests.scripts.support import (
     gcloud_tree,
     make_world,
     require_upstream_install_manifest,
+    throwaway_private_key,
     unknown_gcloud_flags,
 )
 
@@ -64,7 +65,7 @@ def calls(tmp_path_factory: pytest.TempPathFactory) -> list[list[str]]:
     seen.extend(run.calls)
     # With the GitHub App for Argo CD Notifications: the Secret's kubectl lines.
     key = base / "app.pem"
-    key.write_text("-----BEGIN RSA PRIVATE KEY-----\nnot-a-key\n-----END RSA PRIVATE KEY-----\n")
+    key.write_text(throwaway_private_key())
     app = ["--github-app-id", "1", "--github-app-installation-id", "2"]
     app += ["--github-app-key", str(key)]
     run = worlds["standard"].run(BOOTSTRAP, [*ARGS, "--standard", *app])

@@ -26,6 +26,7 @@ from tests.scripts.support import (
     World,
     make_world,
     require_upstream_install_manifest,
+    throwaway_private_key,
     upstream_install_manifest,
 )
 
@@ -33,16 +34,18 @@ pytestmark = pytest.mark.xdist_group("gke-bootstrap")
 
 APP_ID = "1234567"
 INSTALLATION_ID = "87654321"
-# Not a key: a PEM header around a marker that must never be printed.
-KEY_BODY = "MIIEowIBAAKCAQEAnotarealkeyNEVERPRINTTHIS0123456789"
-KEY_TEXT = f"-----BEGIN RSA PRIVATE KEY-----\n{KEY_BODY}\n-----END RSA PRIVATE KEY-----\n"
 CONFIG_MAP = REPO_ROOT / "argocd" / "install" / "argocd-notifications-cm.patch.yaml"
 SECRET = "argocd-notifications-secret"  # noqa: S105 (a Secret's name)
 
 
-def key_file(directory: Path, text: str = KEY_TEXT) -> Path:
+def key_body() -> list[str]:
+    """The base64 lines of the throwaway key, each of which must never be printed."""
+    return [line for line in throwaway_private_key().splitlines() if not line.startswith("-----")]
+
+
+def key_file(directory: Path, text: str | None = None) -> Path:
     path = directory / "iris-gitops.private-key.pem"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(throwaway_private_key() if text is None else text, encoding="utf-8")
     return path
 
 
@@ -59,8 +62,8 @@ def app_args(key: Path) -> list[str]:
 
 def assert_key_never_shown(run: Run) -> None:
     for text in (run.stdout, run.stderr, run.render_calls()):
-        assert KEY_BODY not in text
-        assert base64.b64encode(KEY_TEXT.encode()).decode() not in text
+        assert not [line for line in key_body() if line in text]
+        assert base64.b64encode(throwaway_private_key().encode()).decode() not in text
 
 
 def applied_secrets(world: World) -> list[dict[str, object]]:
@@ -176,7 +179,7 @@ def test_the_secret_is_applied_with_the_keys_the_config_map_reads_and_again_unch
     assert data == {
         "github-app-id": APP_ID,
         "github-installation-id": INSTALLATION_ID,
-        "github-privateKey": KEY_TEXT,
+        "github-privateKey": throwaway_private_key(),
     }
     assert set(data) == config_map_secret_keys()
     assert "set: Secret argocd/argocd-notifications-secret" in first.stderr
@@ -220,7 +223,7 @@ def test_a_missing_or_non_pem_key_file_is_refused_without_printing_it(tmp_path: 
     missing = tmp_path / "nowhere.pem"
     run = world.run(BOOTSTRAP, [*ARGS, *app_args(missing)])
     run.assert_refused(f"cannot read the GitHub App key file {missing}")
-    not_pem = key_file(tmp_path, f"{KEY_BODY}\n")
+    not_pem = key_file(tmp_path, "\n".join(key_body()) + "\n")
     run = world.run(BOOTSTRAP, [*ARGS, *app_args(not_pem)])
     run.assert_refused("is not a PEM private key")
     assert_key_never_shown(run)
