@@ -48,12 +48,7 @@ def parse_status(item: Any, *, label: str) -> CommitStatus:
     context, state, created = item.get("context"), item.get("state"), item.get("created_at")
     if not isinstance(context, str) or state not in _STATES or not isinstance(created, str):
         raise GitOpsError(f"{label}: a status lacks context, state or created_at")
-    try:
-        when = datetime.fromisoformat(created.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise GitOpsError(f"{label}: created_at {created!r} is not a timestamp") from exc
-    if when.tzinfo is None:
-        raise GitOpsError(f"{label}: created_at {created!r} has no time zone")
+    when = _parse_time(created, label=label, what="created_at")
     url = item.get("target_url")
     return CommitStatus(
         context=context,
@@ -157,6 +152,10 @@ def _timestamp(value: Any, *, label: str, what: str) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise GitOpsError(f"{label}: {what} is not a timestamp")
+    return _parse_time(value, label=label, what=what)
+
+
+def _parse_time(value: str, *, label: str, what: str) -> datetime:
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
