@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from gitops import invocation
 from gitops.errors import GitOpsError
 from gitops.files import atomic_write
-from gitops.kustomization import keep_style
+from gitops.kustomization import argocd_yaml, keep_style
 from gitops.repo import OVERLAYS_DIR, Repo
 
 PROMOTION_ORDER: tuple[str, ...] = ("staging", "production")
@@ -65,15 +64,6 @@ def application_path(env: str) -> Path:
     return APPS_DIR / f"{env}.yaml"
 
 
-def _yaml() -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    # The layout of the argocd/ manifests; tests hold them to it.
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    return yaml
-
-
 def _source(doc: Any, env: str, label: str) -> Any:
     overlay = (OVERLAYS_DIR / env).as_posix()
     if not isinstance(doc, dict) or doc.get("kind") != "Application":
@@ -87,7 +77,7 @@ def _source(doc: Any, env: str, label: str) -> Any:
 def parse_pin(text: str, env: str, *, label: str) -> str:
     """The targetRevision of `env`'s Application in `text` (a branch or a commit)."""
     try:
-        doc = _yaml().load(text)
+        doc = argocd_yaml().load(text)
     except YAMLError as exc:
         raise GitOpsError(f"{label}: malformed YAML: {exc}") from exc
     value = _source(doc, env, label).get("targetRevision")
@@ -124,7 +114,7 @@ def read_pin(repo: Repo, env: str) -> Pin:
 
 def pin_text(text: str, env: str, sha: str, *, label: str) -> str:
     """`text` with `env`'s Application pinned to `sha`, every other byte kept."""
-    yaml = _yaml()
+    yaml = argocd_yaml()
     try:
         doc = yaml.load(text)
     except YAMLError as exc:

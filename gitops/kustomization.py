@@ -49,6 +49,15 @@ class ImageEntry:
         return f"{name}{tag}{digest}"
 
 
+def argocd_yaml() -> YAML:
+    """Round-trip YAML in the layout the argocd/ manifests are written in; tests hold them to it."""
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
 def parse_entry(text: str, *, image_name: str, label: str) -> ImageEntry:
     """Parse kustomization text and return its image entry; `label` names the file in errors."""
     return Kustomization.parse(text, label=label).entry(image_name)

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from gitops.errors import GitOpsError
 from gitops.files import atomic_write
-from gitops.kustomization import keep_style
+from gitops.kustomization import argocd_yaml, keep_style
 from gitops.repo import Repo
 
 ARGOCD_DIR = Path("argocd")
@@ -24,15 +23,6 @@ _URL = re.compile(
     r"|ssh://[^\s@/]+@[A-Za-z0-9.-]+(?::[0-9]+)?/[^\s?#'\"]+"
     r"|git@[A-Za-z0-9.-]+:[^\s?#'\"]+)$"
 )
-
-
-def _yaml() -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    # The layout the argocd/ manifests are written in; tests hold them to it.
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    return yaml
 
 
 @dataclass
@@ -51,7 +41,7 @@ def _load(root: Path) -> list[_Manifest]:
         label = path.relative_to(root).as_posix()
         text = path.read_text(encoding="utf-8")
         try:
-            docs = [doc for doc in _yaml().load_all(text) if doc is not None]
+            docs = [doc for doc in argocd_yaml().load_all(text) if doc is not None]
         except YAMLError as exc:
             raise GitOpsError(f"{label}: malformed YAML: {exc}") from exc
         manifests.append(_Manifest(path, text, docs))
@@ -115,7 +105,7 @@ def set_repo(repo: Repo, url: str) -> list[str]:
                         touched = True
         if touched:
             out = io.StringIO()
-            yaml = _yaml()
+            yaml = argocd_yaml()
             yaml.explicit_start = len(manifest.docs) > 1 or manifest.text.lstrip().startswith("---")
             yaml.dump_all(manifest.docs, out)
             pending.append((manifest.path, out.getvalue()))

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from gitops.cli import main
-from gitops.repourl import _yaml
+from gitops.kustomization import argocd_yaml
 from harness.git import git
 from tests.gitops.support import REPO_ROOT
 
@@ -39,7 +39,7 @@ def snapshot(repo: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
 def test_argocd_manifests_round_trip_so_set_repo_only_touches_urls(path: Path) -> None:
     text = path.read_text()
-    yaml_rt = _yaml()
+    yaml_rt = argocd_yaml()
     yaml_rt.explicit_start = text.lstrip().startswith("---")
     out = io.StringIO()
     yaml_rt.dump_all(list(yaml_rt.load_all(text)), out)
