@@ -56,7 +56,7 @@ class ServedModel:
     def predict_one(self, row: Sequence[float]) -> tuple[int, list[float]]:
         """Class index and probabilities of one row, counted in iris_predictions_total."""
         index, probabilities = self.predictor.predict_one(row)
-        self._per_class[index].inc()
+        metrics.count(self._per_class[index])
         return index, probabilities
 
     def predict(self, rows: Rows) -> tuple[Indices, Probabilities]:
@@ -65,7 +65,7 @@ class ServedModel:
         counts = np.bincount(indices, minlength=len(self._per_class)).tolist()
         for index, count in enumerate(counts):
             if count:
-                self._per_class[index].inc(count)
+                metrics.count(self._per_class[index], count)
         return indices, probabilities
 
 
