@@ -68,13 +68,14 @@ class LinearSoftmaxPredictor:
 
     def predict(self, rows: Rows) -> tuple[Indices, Probabilities]:
         """Class indices and probabilities, without scikit-learn's per-call validation."""
-        scores = rows @ self._coef_t + self._intercept
+        scores = rows @ self._coef_t
+        scores += self._intercept
         # predict() takes the argmax of the scores, not of the probabilities: rounding
         # in exp could tie two probabilities that the scores still tell apart.
         indices = scores.argmax(axis=1)
-        scores -= scores.max(axis=1).reshape(-1, 1)
+        scores -= scores.max(axis=1, keepdims=True)
         np.exp(scores, out=scores)
-        scores /= scores.sum(axis=1).reshape(-1, 1)
+        scores /= scores.sum(axis=1, keepdims=True)
         return indices, scores
 
     def predict_one(self, row: Sequence[float]) -> tuple[int, list[float]]:
