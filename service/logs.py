@@ -7,7 +7,6 @@ stdout is one JSON object per line.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import logging
 import sys
@@ -16,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
+
+from service.turns import EndOfTurn
 
 REQUEST_LOGGER = "iris.access"
 SERVICE_LOGGER = "iris"
@@ -101,14 +102,15 @@ class RequestLog:
 
     A line is written at once, unless another was already written in the same turn of
     the event loop: under load many requests finish in one turn, and their lines then
-    go out together at the start of the next turn, one write system call for all of
-    them instead of one each. No line waits longer than that turn.
+    go out together when it ends (service.turns), one write system call for all of them
+    instead of one each. No line waits longer than that turn.
     """
 
     def __init__(self, log_format: LogFormat) -> None:
         self._render = json_line if resolve_format(log_format) == "json" else console_line
         self._logger = logging.getLogger(REQUEST_LOGGER)
         self._held: list[str] | None = None  # lines of this turn after its first one
+        self._end_of_turn = EndOfTurn(self.flush)
         atexit.register(self.flush)
 
     def write(self, level: int, fields: dict[str, Any]) -> None:
@@ -124,12 +126,8 @@ class RequestLog:
         stream = sys.stdout
         stream.write(line + "\n")
         stream.flush()
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no event loop: nothing to batch with
         self._held = []
-        loop.call_soon(self.flush)
+        self._end_of_turn.schedule()
 
     def flush(self) -> None:
         """Write the lines held back in this turn of the event loop."""

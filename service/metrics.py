@@ -13,7 +13,6 @@ the API port never exposes it, and a scrape costs the workers nothing.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import errno
 import math
@@ -21,10 +20,10 @@ import os
 import socket
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from socketserver import ThreadingMixIn
 from threading import Thread
-from typing import Any
+from typing import Any, TypeVar
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
@@ -38,7 +37,11 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from service.turns import EndOfTurn
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+_T = TypeVar("_T")
 
 REQUESTS = Counter(
     "iris_http_requests",
@@ -76,48 +79,50 @@ class _Pending:
     turn ends, so a scrape sees them one turn later at most. render() writes what is
     pending first, and so does the process's exit.
 
-    Updates are queued in a deque, whose append and popleft are atomic: a test thread
+    Updates are queued in deques, whose append and popleft are atomic: a test thread
     rendering while the app's loop runs in another thread loses nothing.
     """
 
     def __init__(self) -> None:
-        self._updates: deque[tuple[Any, float]] = deque()
-        # The loop a flush is scheduled on; None when none is. An app may run on one loop
-        # after another (the tests do), so a scheduled flush belongs to a loop.
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._counts: deque[tuple[Counter, float]] = deque()
+        self._observations: deque[tuple[tuple[Histogram, Counter | None], float]] = deque()
+        self._end_of_turn = EndOfTurn(self.flush)
         atexit.register(self.flush)
 
-    def add(self, child: Any, value: float) -> None:
-        """Count `value` on a counter child, or observe it on a histogram child."""
-        self._updates.append((child, value))
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.flush()  # no event loop: write at once
-            return
-        if self._loop is not loop:
-            self._loop = loop
-            loop.call_soon(self.flush)
+    def count(self, counter: Counter, amount: float) -> None:
+        """Add `amount` to a counter child."""
+        self._counts.append((counter, amount))
+        self._end_of_turn.schedule()
+
+    def observe(self, histogram: Histogram, value: float, counter: Counter | None = None) -> None:
+        """Observe `value` on a histogram child, and count it on `counter` if given."""
+        self._observations.append(((histogram, counter), value))
+        self._end_of_turn.schedule()
 
     def flush(self) -> None:
         """Write every pending update: one increment per counter, bucket and sum."""
-        self._loop = None
-        totals: dict[Any, float] = {}
-        observed: dict[Any, list[float]] = {}
-        pop = self._updates.popleft
-        while self._updates:
-            try:
-                child, value = pop()
-            except IndexError:  # emptied by a flush in another thread
-                break
-            if isinstance(child, Histogram):
-                observed.setdefault(child, []).append(value)
-            else:
-                totals[child] = totals.get(child, 0) + value
+        totals: dict[Counter, float] = {}
+        for counter, amount in _drain(self._counts):
+            totals[counter] = totals.get(counter, 0) + amount
+        observed: dict[tuple[Histogram, Counter | None], list[float]] = {}
+        for series, value in _drain(self._observations):
+            observed.setdefault(series, []).append(value)
+        for (histogram, paired), values in observed.items():
+            _observe_all(histogram, values)
+            if paired is not None:
+                totals[paired] = totals.get(paired, 0) + len(values)
         for counter, total in totals.items():
             counter.inc(total)
-        for histogram, values in observed.items():
-            _observe_all(histogram, values)
+
+
+def _drain(queue: deque[tuple[_T, float]]) -> Iterator[tuple[_T, float]]:
+    """Take entries off `queue` until it is empty (another thread may take some too)."""
+    pop = queue.popleft
+    while queue:
+        try:
+            yield pop()
+        except IndexError:
+            return
 
 
 def _observe_all(histogram: Histogram, values: list[float]) -> None:
@@ -154,18 +159,17 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
             REQUEST_DURATION.labels(route, method, label),
         )
         _children[key] = child
-    _pending.add(child[0], 1)
-    _pending.add(child[1], seconds)
+    _pending.observe(child[1], seconds, child[0])
 
 
 def count(counter: Counter, amount: float = 1) -> None:
     """Increment a counter child (e.g. of PREDICTIONS) at the end of this event-loop turn."""
-    _pending.add(counter, amount)
+    _pending.count(counter, amount)
 
 
 def observe(histogram: Histogram, value: float) -> None:
     """Observe `value` on a histogram child at the end of this event-loop turn."""
-    _pending.add(histogram, value)
+    _pending.observe(histogram, value)
 
 
 def flush() -> None:
