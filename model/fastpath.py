@@ -16,13 +16,13 @@ Only numpy is imported here; scikit-learn only inside the functions that need an
 from __future__ import annotations
 
 import math
-import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from model.codegen import generated
 from model.data import CLASS_NAMES, FEATURE_NAMES
 
 Rows = npt.NDArray[np.float64]
@@ -52,14 +52,8 @@ class LinearSoftmaxPredictor:
         # transposed view decision_function multiplies by: same BLAS call, same rounding.
         self._coef_t: npt.NDArray[np.float64] = np.array(coef, dtype=np.float64, order="C").T
         self._intercept: npt.NDArray[np.float64] = np.array(intercept, dtype=np.float64)
-        # The same numbers as Python floats, one (weights, intercept) pair per class.
-        self._classes: tuple[tuple[tuple[float, ...], float], ...] = tuple(
-            zip(
-                (tuple(weights) for weights in self._coef_t.T.tolist()),
-                self._intercept.tolist(),
-                strict=True,
-            )
-        )
+        self._predict_one: Callable[[Sequence[float]], tuple[int, list[float]]]
+        self._predict_one = _predict_one_function(self._coef_t.T.tolist(), self._intercept.tolist())
 
     @classmethod
     def of(cls, estimator: Any) -> LinearSoftmaxPredictor:
@@ -90,11 +84,7 @@ class LinearSoftmaxPredictor:
         checked on probe rows before the arrays are exported (`agrees_with_estimator`)
         and on the reference rows before they are served (`reproduces`).
         """
-        scores = [sum(map(operator.mul, row, weights)) + bias for weights, bias in self._classes]
-        top = max(scores)
-        exps = [math.exp(score - top) for score in scores]
-        total = math.fsum(exps)
-        return scores.index(top), [value / total for value in exps]
+        return self._predict_one(row)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -109,6 +99,36 @@ class LinearSoftmaxPredictor:
             "coef": self._coef_t.T.tolist(),
             "intercept": self._intercept.tolist(),
         }
+
+
+def _predict_one_function(coef: list[list[float]], intercept: list[float]) -> Any:
+    """predict_one(row) for these weights, written out: one expression per class score,
+    then the softmax, on Python floats (model.codegen)."""
+    n_features = len(coef[0])
+    xs = [f"x{j}" for j in range(n_features)]
+    constants: dict[str, Any] = {"exp": math.exp}
+    scores = []
+    for k, (weights, bias) in enumerate(zip(coef, intercept, strict=True)):
+        terms = []
+        for j, weight in enumerate(weights):
+            constants[f"w{k}_{j}"] = weight
+            terms.append(f"x{j} * w{k}_{j}")
+        constants[f"b{k}"] = bias
+        scores.append(f"    s{k} = {' + '.join(terms)} + b{k}\n")
+    classes = range(len(coef))
+    ss = ", ".join(f"s{k}" for k in classes)
+    # The first class whose score is the maximum, as numpy's argmax.
+    index = " else ".join(f"{k} if s{k} == top" for k in classes[:-1]) + f" else {classes[-1]}"
+    source = (
+        f"def predict_one(row):\n"
+        f"    {', '.join(xs)}, = row\n"
+        + "".join(scores)
+        + f"    top = max({ss})\n"
+        + "".join(f"    e{k} = exp(s{k} - top)\n" for k in classes)
+        + f"    total = {' + '.join(f'e{k}' for k in classes)}\n"
+        + f"    return {index}, [{', '.join(f'e{k} / total' for k in classes)}]\n"
+    )
+    return generated(source, "predict_one", constants)
 
 
 def is_multinomial_logistic_regression(estimator: Any) -> bool:

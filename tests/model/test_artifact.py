@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,21 +22,9 @@ from model.artifact import (
     load,
     runtime_versions,
 )
+from tests.model.support import edit_metadata
 
 RETRAIN = "retrain with `make train` in this environment"
-
-
-@pytest.fixture
-def artifact(tmp_path: Path, trained_artifact_dir: Path) -> Path:
-    """A private copy of the trained artifact that a test may damage."""
-    return Path(shutil.copytree(trained_artifact_dir, tmp_path / "model"))
-
-
-def edit_metadata(directory: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    path = directory / METADATA_FILE
-    metadata = json.loads(path.read_text())
-    change(metadata)
-    path.write_text(json.dumps(metadata))
 
 
 def test_trained_artifact_loads_with_complete_metadata(trained_artifact_dir: Path) -> None:

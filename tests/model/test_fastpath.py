@@ -3,7 +3,6 @@ when they give the estimator's own predictions."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -17,23 +16,11 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.tree import DecisionTreeClassifier
 
 from model import fastpath
-from model.artifact import METADATA_FILE, MODEL_FILE, ArtifactError, check, fast_predictor, load
+from model.artifact import MODEL_FILE, ArtifactError, check, fast_predictor, load
 from model.data import load_dataset
+from tests.model.support import edit_metadata
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def artifact(tmp_path: Path, trained_artifact_dir: Path) -> Path:
-    """A private copy of the trained artifact that a test may change."""
-    return Path(shutil.copytree(trained_artifact_dir, tmp_path / "model"))
-
-
-def edit_metadata(directory: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    path = directory / METADATA_FILE
-    metadata = json.loads(path.read_text())
-    change(metadata)
-    path.write_text(json.dumps(metadata))
 
 
 def _in_a_fresh_interpreter(script: str) -> list[str]:
@@ -195,3 +182,32 @@ def test_an_artifact_without_arrays_is_unpickled_and_verified_instead(artifact: 
     assert served.estimator is not None
     # The fast path is still taken, after it reproduced the unpickled estimator.
     assert served.predictor.name == "logistic-regression-arrays"
+
+
+@pytest.mark.parametrize(("n_classes", "n_features"), [(3, 4), (5, 2), (4, 7)])
+def test_one_row_gives_the_block_paths_class_and_probabilities(
+    n_classes: int, n_features: int
+) -> None:
+    rng = np.random.default_rng(n_classes * 10 + n_features)
+    predictor = fastpath.LinearSoftmaxPredictor(
+        rng.normal(size=(n_classes, n_features)), rng.normal(size=n_classes)
+    )
+    rows = fastpath.probe_rows(count=64, n_features=n_features)
+    indices, block = predictor.predict(rows.copy())
+
+    for row, index, probabilities in zip(rows, indices, block, strict=True):
+        one_index, one = predictor.predict_one(tuple(row.tolist()))
+        assert one_index == index
+        np.testing.assert_allclose(one, probabilities, rtol=1e-12, atol=1e-300)
+
+
+def test_one_row_with_tied_scores_takes_the_first_class_as_argmax_does() -> None:
+    # Classes 1 and 2 have the same weights: their scores tie on every row.
+    predictor = fastpath.LinearSoftmaxPredictor(
+        [[0.0, 0.0], [1.0, 2.0], [1.0, 2.0]], [0.0, 0.5, 0.5]
+    )
+
+    index, probabilities = predictor.predict_one((1.0, 1.0))
+
+    assert index == 1 == int(predictor.predict(np.array([[1.0, 1.0]]))[0][0])
+    assert probabilities[1] == probabilities[2]
