@@ -1,11 +1,12 @@
-"""The fast batch parser accepts exactly what the BatchRequest model accepts.
+"""The fast parsers accept exactly what the BatchRequest and Measurement models accept.
 
 `/predict/batch` builds its float array straight from orjson's parse (service.codecs.
-batch_rows) and goes through the pydantic model only when that check refuses a body, so
-the model's error is the answer. These properties hold the two paths together on random
-valid and invalid batches: the same rows for every body the model accepts, a refusal
-for every body it refuses, and byte-identical answers (or identical errors) from the
-endpoint compared with validating every batch through the model.
+batch_rows), and `/predict` its row (measurement_row); each goes through the pydantic
+model only when that check refuses a body, so the model's error is the answer. These
+properties hold the two paths together on random valid and invalid bodies: the same rows
+for every body the model accepts, a refusal for every body it refuses, and byte-identical
+answers (or identical errors) from the endpoint compared with validating every batch
+through the model.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from model.artifact import CLASS_NAMES, CONTRACT, FEATURE_NAMES
 from service.codecs import Codec
 from service.dataplane import DataPlane, ServiceState, load_model
 from service.errors import InvalidInputError, ServiceError, validation_detail
-from service.schemas import BatchRequest
+from service.schemas import BatchRequest, Measurement
 
 EXAMPLES = settings(
     max_examples=300,
@@ -37,6 +38,7 @@ EXAMPLES = settings(
 # --- the reference: every batch through the pydantic model (the endpoint before the fast path)
 
 batch_rows = Codec(CONTRACT).batch_rows
+measurement_row = Codec(CONTRACT).measurement_row
 
 
 def _row(instance: BaseModel) -> list[float]:
@@ -175,22 +177,25 @@ plausible_literals = st.from_regex(
 
 
 @st.composite
-def literal_batches(draw: st.DrawFn) -> bytes:
-    rows = []
-    for _ in range(draw(st.integers(min_value=1, max_value=4))):
-        literals = [
-            draw(st.one_of(plausible_literals, plausible_literals, number_literals))
-            for _ in FEATURE_NAMES
-        ]
-        pairs = zip(FEATURE_NAMES, literals, strict=True)
-        rows.append("{" + ", ".join(f'"{name}": {value}' for name, value in pairs) + "}")
-    return ('{"instances": [' + ", ".join(rows) + "]}").encode()
+def literal_row(draw: st.DrawFn) -> str:
+    """One instance written with random number literals."""
+    literals = [
+        draw(st.one_of(plausible_literals, plausible_literals, number_literals))
+        for _ in FEATURE_NAMES
+    ]
+    pairs = zip(FEATURE_NAMES, literals, strict=True)
+    return "{" + ", ".join(f'"{name}": {value}' for name, value in pairs) + "}"
+
+
+literal_batches = st.lists(literal_row(), min_size=1, max_size=4).map(
+    lambda rows: ('{"instances": [' + ", ".join(rows) + "]}").encode()
+)
 
 
 @st.composite
-def mutated_batches(draw: st.DrawFn) -> bytes:
-    """A valid batch with one byte deleted, replaced or inserted: mostly malformed JSON."""
-    body = bytearray(draw(valid_batches))
+def mutated(draw: st.DrawFn, bodies: st.SearchStrategy[bytes]) -> bytes:
+    """A valid body with one byte deleted, replaced or inserted: mostly malformed JSON."""
+    body = bytearray(draw(bodies))
     position = draw(st.integers(min_value=0, max_value=len(body) - 1))
     byte = draw(st.sampled_from(list(b'{}[]",:0123456789.eE-+ tnfa\\\x00\xff')))
     edit = draw(st.sampled_from(["delete", "replace", "insert"]))
@@ -216,7 +221,7 @@ def test_fast_parser_gives_the_models_rows_for_valid_batches(body: bytes) -> Non
 @EXAMPLES
 @given(
     st.one_of(
-        nearly_valid_batches, mixed_batches, odd_documents, literal_batches(), mutated_batches()
+        nearly_valid_batches, mixed_batches, odd_documents, literal_batches, mutated(valid_batches)
     )
 )
 def test_fast_parser_refuses_exactly_what_the_model_refuses(body: bytes) -> None:
@@ -296,3 +301,82 @@ def test_one_bad_row_among_valid_ones_gets_the_models_error_naming_that_row(
             "msg": "Input should be a finite number",
         }
     ]
+
+
+# --- single rows: /predict's parser against the Measurement model ------------------------
+
+
+def assert_same_row(body: bytes) -> None:
+    try:
+        instance = Measurement.model_validate_json(body)
+    except ValidationError:
+        reference = None
+    else:
+        reference = tuple(_row(instance))
+    fast = measurement_row(body)
+    if reference is None:
+        assert fast is None, f"fast path accepted what the model refuses: {body[:300]!r}"
+    else:
+        assert fast is not None, f"fast path refused a valid row: {body[:300]!r}"
+        assert all(type(value) is float for value in fast)
+        # Bit for bit, as for batches.
+        assert np.array(fast).tobytes() == np.array(reference).tobytes(), body[:300]
+
+
+valid_rows = instance(valid=True).map(dump)
+
+
+@EXAMPLES
+@given(valid_rows)
+def test_fast_row_parser_gives_the_models_row_for_valid_bodies(body: bytes) -> None:
+    assert measurement_row(body) is not None
+    assert_same_row(body)
+
+
+@EXAMPLES
+@given(
+    st.one_of(
+        flawed_instance().map(dump),
+        instance(valid=False).map(dump),
+        any_value.map(dump),
+        literal_row().map(str.encode),
+        mutated(valid_rows),
+    )
+)
+def test_fast_row_parser_refuses_exactly_what_the_model_refuses(body: bytes) -> None:
+    assert_same_row(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"sepal_length": true, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}',
+        b'{"sepal_length": 5, "sepal_width": 3, "petal_length": 1, "petal_width": 100}',
+        # Duplicate keys: both parsers keep the last value.
+        b'{"sepal_length": "x", "sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, '
+        b'"petal_width": 0.2}',
+        b'{"sepal_length": 5.1, "sepal_length": "x", "sepal_width": 3.5, "petal_length": 1.4, '
+        b'"petal_width": 0.2}',
+        b'{"sepal_length": 1e400, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}',
+        b'{"sepal_length": 18446744073709551616, "sepal_width": 3.5, "petal_length": 1.4, '
+        b'"petal_width": 0.2}',
+        b'{"sepal_length": 10000000000000000000000000000000000000000000000000000000000000000'
+        b"0000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+        b"0000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+        b"0000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+        b"0000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+        b'00, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}',
+        b'{"sepal_length": 100.0000000000000001, "sepal_width": 3.5, "petal_length": -1e-400, '
+        b'"petal_width": 0.2}',
+        b'{"sepal_length": 0, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}',
+        b'{"sepal_length": -0.0, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}',
+        b'{"sepal_length": NaN, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}',
+        b'{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4}',
+        b"[5.1, 3.5, 1.4, 0.2]",
+        b"null",
+        b"",
+        b"\xef\xbb\xbf{}",
+    ],
+)
+def test_fast_row_parser_matches_the_model_on_edge_cases(body: bytes) -> None:
+    assert_same_row(body)
