@@ -214,15 +214,7 @@ class Front:
         # 4xx are the client's business: INFO, never a traceback.
         level = logging.ERROR if status >= 500 and status != _CLIENT_CLOSED else logging.INFO
         self.request_log.write(
-            level,
-            {
-                "method": method,
-                "path": path,
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 3),
-                "request_id": request_id.decode(),
-                "model_version": self.model_version(),
-            },
+            level, method, path, status, elapsed, request_id.decode(), self.model_version()
         )
 
     async def _read_body(self, receive: Receive, content_length: bytes | None) -> bytes:

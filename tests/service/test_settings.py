@@ -225,18 +225,18 @@ def test_request_lines_of_one_event_loop_turn_are_written_together_in_order(
 
     async def three_requests_finish_in_one_turn() -> None:
         for n in range(3):
-            request_log.write(logging.INFO, {"n": n})
+            request_log.write(logging.INFO, "POST", "/predict", 200 + n, 0.001, "id", "v1")
             seen.append(capsys.readouterr().out.splitlines())
         await asyncio.sleep(0)  # the next turn
         seen.append(capsys.readouterr().out.splitlines())
-        request_log.write(logging.INFO, {"n": 3})  # a new turn: written at once again
+        request_log.write(logging.INFO, "POST", "/predict", 203, 0.001, "id", "v1")  # a new turn
         seen.append(capsys.readouterr().out.splitlines())
         await asyncio.sleep(0)
 
     asyncio.run(three_requests_finish_in_one_turn())
 
     # The first line of a turn at once, the rest at the start of the next turn.
-    assert [[json.loads(line)["n"] for line in lines] for lines in seen] == [
+    assert [[json.loads(line)["status"] - 200 for line in lines] for lines in seen] == [
         [0],
         [],
         [],

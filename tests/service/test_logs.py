@@ -1,0 +1,98 @@
+"""Request lines: the written-out JSON line says exactly what the generic one would."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.logs import REQUEST_LOGGER, RequestLog, console_line, json_line
+
+texts = st.text(max_size=40)  # quotes, backslashes, control characters, any code point
+
+
+def _written(request_log: RequestLog, *fields: object) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        request_log.write(*fields)  # type: ignore[arg-type]
+    lines = out.getvalue().split("\n")[:-1]  # not splitlines(): U+2028 is valid inside JSON
+    assert len(lines) == 1
+    return lines[0]
+
+
+@pytest.fixture(autouse=True)
+def _request_lines_on() -> None:
+    logging.getLogger(REQUEST_LOGGER).setLevel(logging.INFO)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    level=st.sampled_from([logging.INFO, logging.ERROR, logging.CRITICAL]),
+    method=st.one_of(st.sampled_from(["GET", "POST"]), texts),
+    path=texts,
+    status=st.integers(min_value=100, max_value=599),
+    seconds=st.floats(min_value=0, max_value=1e5),
+    request_id=texts,
+    model_version=texts,
+)
+def test_a_json_request_line_is_what_json_line_writes_for_the_same_fields(
+    level: int,
+    method: str,
+    path: str,
+    status: int,
+    seconds: float,
+    request_id: str,
+    model_version: str,
+) -> None:
+    line = _written(
+        RequestLog("json"), level, method, path, status, seconds, request_id, model_version
+    )
+    written = json.loads(line)
+    expected = json.loads(
+        json_line(
+            0.0,
+            logging.getLevelName(level),
+            REQUEST_LOGGER,
+            "request",
+            {
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                "request_id": request_id,
+                "model_version": model_version,
+            },
+        )
+    )
+
+    assert list(written) == list(expected)  # the same keys in the same order
+    assert {**written, "ts": None} == {**expected, "ts": None}
+    assert written["ts"].endswith("+00:00")
+
+
+def test_a_console_request_line_names_every_field() -> None:
+    line = _written(
+        RequestLog("console"), logging.INFO, "POST", "/predict", 200, 0.0012345, "r-1", "v1"
+    )
+
+    assert line.endswith(
+        console_line(
+            0.0,
+            "info",
+            REQUEST_LOGGER,
+            "request",
+            {
+                "method": "POST",
+                "path": "/predict",
+                "status": 200,
+                "duration_ms": "1.234",
+                "request_id": "r-1",
+                "model_version": "v1",
+            },
+        ).split(" ", 1)[1]
+    )
