@@ -45,7 +45,9 @@ BODY_KEY = "iris.body"
 BINARY_KEY = "iris.binary_header"
 """Scope key of the Inference-Header-Content-Length value (routes taking binary tensors)."""
 
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+"""A client's X-Request-ID the front accepts (else it makes one): safe in a header, a log
+line and JSON as it is."""
 _CLIENT_CLOSED = 499  # nginx's code for a client that went away before the answer
 
 
@@ -72,7 +74,7 @@ class _Headers(NamedTuple):
             elif name == b"content-length":
                 content_length = value
             elif name == b"x-request-id":
-                request_id = value if _REQUEST_ID.fullmatch(value) else None
+                request_id = value if REQUEST_ID.fullmatch(value) else None
             elif name == b"inference-header-content-length":
                 binary_header = value
             elif name == b"transfer-encoding":

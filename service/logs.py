@@ -25,17 +25,25 @@ LogFormat = Literal["auto", "json", "console"]
 
 
 _second: tuple[int, str] = (-1, "")
+_millisecond: tuple[int, str] = (-1, "")
 
 
-def _timestamp(created: float) -> str:
-    """ISO 8601 in UTC with milliseconds; the date part is formatted once a second."""
-    global _second  # a one-entry cache, replaced whole (no lock needed)
-    whole = int(created)
-    cached = _second
-    if cached[0] != whole:
-        cached = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-        _second = cached
-    return f"{cached[1]}.{int((created - whole) * 1000):03d}+00:00"
+def iso_timestamp(created: float) -> str:
+    """ISO 8601 in UTC with milliseconds; the date part is formatted once a second, the
+    whole string once a millisecond (under load many lines share one)."""
+    global _second, _millisecond  # one-entry caches, replaced whole (no lock needed)
+    millis = int(created * 1000)
+    cached = _millisecond
+    if cached[0] == millis:
+        return cached[1]
+    whole, fraction = divmod(millis, 1000)
+    date = _second
+    if date[0] != whole:
+        date = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+        _second = date
+    text = f"{date[1]}.{fraction:03d}+00:00"
+    _millisecond = (millis, text)
+    return text
 
 
 def json_line(
@@ -43,7 +51,7 @@ def json_line(
 ) -> str:
     """A log line as one JSON object: ts, level, logger, message, then `fields`."""
     line: dict[str, Any] = {
-        "ts": _timestamp(created),
+        "ts": iso_timestamp(created),
         "level": level.lower(),
         "logger": logger,
         "message": message,
@@ -57,7 +65,7 @@ def console_line(
     created: float, level: str, logger: str, message: str, fields: dict[str, Any] | None
 ) -> str:
     """A log line for people: `time LEVEL logger: message key=value ...`."""
-    text = f"{_timestamp(created)} {level.upper():<7} {logger}: {message}"
+    text = f"{iso_timestamp(created)} {level.upper():<7} {logger}: {message}"
     if fields:
         text += " " + " ".join(f"{key}={value}" for key, value in fields.items())
     return text
@@ -112,7 +120,7 @@ class RequestLog:
         self._logger = logging.getLogger(REQUEST_LOGGER)
         self._held: list[str] | None = None  # lines of this turn after its first one
         self._end_of_turn = EndOfTurn(self.flush)
-        # JSON strings of the few values that repeat (methods, model versions).
+        # JSON strings of the values that repeat (methods, route paths, model versions).
         self._quoted: dict[str, str] = {}
         atexit.register(self.flush)
 
@@ -126,16 +134,20 @@ class RequestLog:
         request_id: str,
         model_version: str,
     ) -> None:
-        """Write the line for one request if `level` is enabled."""
+        """Write the line for one request if `level` is enabled.
+
+        `request_id` is written as it is: it must need no JSON escaping (the front admits
+        only letters, digits and `._:-`, and makes its own ids of hex digits).
+        """
         if not self._logger.isEnabledFor(level):
             return
         created = time.time()
         if self._json:
             line = (
-                f'{{"ts":"{_timestamp(created)}","level":"{_level_name(level)}",'
+                f'{{"ts":"{iso_timestamp(created)}","level":"{_level_name(level)}",'
                 f'"logger":"{REQUEST_LOGGER}","message":"request",'
-                f'"method":{self._quote(method)},"path":{_quote(path)},"status":{status},'
-                f'"duration_ms":{seconds * 1000:.3f},"request_id":{_quote(request_id)},'
+                f'"method":{self._quote(method)},"path":{self._quote(path)},"status":{status},'
+                f'"duration_ms":{seconds * 1000:.3f},"request_id":"{request_id}",'
                 f'"model_version":{self._quote(model_version)}}}'
             )
         else:
@@ -174,8 +186,9 @@ class RequestLog:
             stream.flush()
 
 
-_QUOTED_KEPT = 64
-"""Methods and model versions whose JSON string RequestLog keeps (a client may invent methods)."""
+_QUOTED_KEPT = 256
+"""Values whose JSON string RequestLog keeps: the first ones seen, so that clients sending
+endless new paths or methods cannot grow it."""
 
 _LEVEL_NAMES = {logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error"}
 

@@ -6,12 +6,14 @@ import contextlib
 import io
 import json
 import logging
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.logs import REQUEST_LOGGER, RequestLog, console_line, json_line
+from service.front import REQUEST_ID
+from service.logs import REQUEST_LOGGER, RequestLog, console_line, iso_timestamp, json_line
 
 texts = st.text(max_size=40)  # quotes, backslashes, control characters, any code point
 
@@ -37,7 +39,11 @@ def _request_lines_on() -> None:
     path=texts,
     status=st.integers(min_value=100, max_value=599),
     seconds=st.floats(min_value=0, max_value=1e5),
-    request_id=texts,
+    # What the front passes on: a client's id it accepted, or one it made.
+    request_id=st.one_of(
+        st.from_regex(REQUEST_ID.pattern.decode(), fullmatch=True),
+        st.binary(min_size=8, max_size=8).map(bytes.hex),
+    ),
     model_version=texts,
 )
 def test_a_json_request_line_is_what_json_line_writes_for_the_same_fields(
@@ -96,3 +102,13 @@ def test_a_console_request_line_names_every_field() -> None:
             },
         ).split(" ", 1)[1]
     )
+
+
+@given(st.floats(min_value=0, max_value=4e9))
+def test_timestamps_are_iso_8601_in_utc_to_the_millisecond(created: float) -> None:
+    # Twice, so the second comes from the one-millisecond cache.
+    for _ in range(2):
+        text = iso_timestamp(created)
+        millis = int(created * 1000)
+        expected = datetime.fromtimestamp(millis // 1000, UTC).isoformat()
+        assert text == f"{expected.removesuffix('+00:00')}.{millis % 1000:03d}+00:00"
