@@ -67,9 +67,10 @@ class LinearSoftmaxPredictor:
         # predict() takes the argmax of the scores, not of the probabilities: rounding
         # in exp could tie two probabilities that the scores still tell apart.
         indices = scores.argmax(axis=1)
-        scores -= scores.max(axis=1, keepdims=True)
+        # The ufuncs' own reduce: ndarray.max and .sum add a Python wrapper each.
+        scores -= np.maximum.reduce(scores, axis=1, keepdims=True)
         np.exp(scores, out=scores)
-        scores /= scores.sum(axis=1, keepdims=True)
+        scores /= np.add.reduce(scores, axis=1, keepdims=True)
         return indices, scores
 
     def predict_one(self, row: Sequence[float]) -> tuple[int, list[float]]:

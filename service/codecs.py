@@ -127,6 +127,9 @@ V2_OUTPUTS = ("label", "probabilities")
 V2_DATATYPES: dict[str, type[np.floating[Any]]] = {"FP32": np.float32, "FP64": np.float64}
 
 
+_lowest = np.minimum.reduce
+_highest = np.maximum.reduce
+
 BINARY_HEADER = "Inference-Header-Content-Length"
 """Request and response header of the binary extension: the length of the JSON header."""
 _LITTLE_ENDIAN: dict[type[Any], np.dtype[Any]] = {
@@ -405,8 +408,9 @@ class Codec:
     def check_tensor_rows(self, name: str, values: npt.NDArray[np.float64]) -> Rows:
         """`values` ([N, features] float64) if every one is finite and in range; 400 naming
         the first that is not."""
-        # Two reductions settle the usual case; NaN fails both comparisons.
-        if values.min() > self._low and values.max() <= self._high:
+        # Two reductions settle the usual case; NaN fails both comparisons. The ufuncs'
+        # own reduce, not ndarray.min/max, which add a Python wrapper each.
+        if _lowest(values, None) > self._low and _highest(values, None) <= self._high:
             return values
         bad = ~(np.isfinite(values) & (values > self._low) & (values <= self._high))
         if bad.any():
@@ -475,7 +479,7 @@ class Codec:
             if name == "label":
                 output = {"name": "label", "shape": [count], "datatype": "BYTES"}
                 if name in request.binary_outputs:
-                    raw = b"".join([self._label_elements[i] for i in indices.tolist()])
+                    raw = b"".join(map(self._label_elements.__getitem__, indices.tolist()))
                 else:
                     output["data"] = [classes[i] for i in indices.tolist()]
             else:
