@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from typing import Any
 
 import pytest
 
-from service import metrics
+from service import front, metrics
 from service.dataplane import DataPlane
 from service.errors import NotFoundError
 from service.front import BODY_KEY, ROUTE_KEY, Front
@@ -147,3 +148,21 @@ def test_every_request_is_counted_under_its_route_template() -> None:
     _call(_front(Inner()), "POST", "/echo", b"{}")
 
     assert count() - before == 2
+
+
+def test_made_up_request_ids_are_unique_and_a_forked_worker_draws_its_own() -> None:
+    ids = [front.new_request_id() for _ in range(1000)]
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # a gunicorn worker is forked from the master like this
+        os.write(writer, front.new_request_id())
+        os._exit(0)
+    os.waitpid(child, 0)
+    forked = os.read(reader, 64)
+    os.close(reader)
+    os.close(writer)
+
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 16 and front.REQUEST_ID.fullmatch(i) for i in ids)
+    assert forked not in ids
+    assert forked[:8] != ids[0][:8]  # another prefix, not the parent's next number
