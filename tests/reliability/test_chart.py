@@ -52,6 +52,20 @@ def test_bounds_come_from_the_record_and_its_checks() -> None:
     assert by_label["4", "slowest refusal at start"].bound == 2.5  # "exit within 2.5 s"
 
 
+def test_crash_bound_is_read_from_the_check_the_scenario_writes_now() -> None:
+    newer = record()
+    crash = next(s for s in newer["scenarios"] if s["scenario"].startswith("3 "))
+    for check in crash["checks"]:
+        # As reliability/serving.py words it since the bound became twice the connections.
+        check["check"] = check["check"].replace(
+            "failed requests <= connections (64)", "failed requests <= 2 x connections (128)"
+        )
+
+    by_label = {(m.scenario.split()[0], m.label): m for m in measures(newer)}
+
+    assert by_label["3", "failed requests"].bound == 128
+
+
 def test_refusal_bound_follows_the_raw_asgi_cold_start_when_the_record_has_one() -> None:
     newer = record()
     artifacts = next(s for s in newer["scenarios"] if s["scenario"].startswith("4 "))
