@@ -84,36 +84,41 @@ def numbers_in_range(values: tuple[Any, ...], low: float, high: float) -> tuple[
     return None
 
 
-def _prediction_function(classes: Sequence[str]) -> Any:
-    # prediction(index, probabilities, version): the PredictResponse of one row, as a dict.
+def _answer_row(classes: Sequence[str]) -> tuple[str, str, str, dict[str, Any]]:
+    """What both answer encoders write for one row: the names p0, p1, ... of its
+    probabilities, the literal dict entries of its answer (species, class_index,
+    probabilities by class name) in terms of `index` and those names, the parameters
+    that bind the literal's constants as locals, and those constants (model.codegen)."""
     keys = [f"c{i}" for i in range(len(classes))]
     values = [f"p{i}" for i in range(len(classes))]
     pairs = ", ".join(f"{k}: {v}" for k, v in zip(keys, values, strict=True))
-    source = (
-        f"def prediction(index, probabilities, version, names=names, "
-        f"{', '.join(f'{k}={k}' for k in keys)}):\n"
-        f"    {', '.join(values)}, = probabilities\n"
-        f"    return {{'species': names[index], 'class_index': index, "
-        f"'probabilities': {{{pairs}}}, 'model_version': version}}\n"
-    )
+    entries = f"'species': names[index], 'class_index': index, 'probabilities': {{{pairs}}}"
     constants: dict[str, Any] = {"names": tuple(classes), **dict(zip(keys, classes, strict=True))}
+    bindings = ", ".join(f"{name}={name}" for name in constants)
+    return ", ".join(values), entries, bindings, constants
+
+
+def _prediction_function(classes: Sequence[str]) -> Any:
+    # prediction(index, probabilities, version): the PredictResponse of one row, as a dict.
+    values, entries, bindings, constants = _answer_row(classes)
+    source = (
+        f"def prediction(index, probabilities, version, {bindings}):\n"
+        f"    {values}, = probabilities\n"
+        f"    return {{{entries}, 'model_version': version}}\n"
+    )
     return generated(source, "prediction", constants)
 
 
 def _predictions_function(classes: Sequence[str]) -> Any:
     # predictions(indices, probabilities): one response dict per row.
-    keys = [f"c{i}" for i in range(len(classes))]
-    values = [f"p{i}" for i in range(len(classes))]
-    pairs = ", ".join(f"{k}: {v}" for k, v in zip(keys, values, strict=True))
+    values, entries, bindings, constants = _answer_row(classes)
     source = (
-        f"def predictions(indices, probabilities, names=names, "
-        f"{', '.join(f'{k}={k}' for k in keys)}):\n"
+        f"def predictions(indices, probabilities, {bindings}):\n"
         f"    return [\n"
-        f"        {{'species': names[index], 'class_index': index, 'probabilities': {{{pairs}}}}}\n"
-        f"        for index, ({', '.join(values)},) in zip(indices, probabilities, strict=True)\n"
+        f"        {{{entries}}}\n"
+        f"        for index, ({values},) in zip(indices, probabilities, strict=True)\n"
         f"    ]\n"
     )
-    constants: dict[str, Any] = {"names": tuple(classes), **dict(zip(keys, classes, strict=True))}
     return generated(source, "predictions", constants)
 
 
@@ -282,7 +287,7 @@ class Codec:
             return None
         try:
             row: tuple[float, ...] | None = self._row(data)
-        except KeyError:
+        except KeyError:  # a feature is missing
             return None
         return row
 
