@@ -40,20 +40,25 @@ class FastPathError(ValueError):
 class LinearSoftmaxPredictor:
     """A multinomial LogisticRegression computed from its fitted coef_ and intercept_.
 
-    It repeats scikit-learn's arithmetic step for step (the same matrix product on the
-    same array layout, then the same in-place softmax), so class indices equal
-    `estimator.predict` and probabilities equal `estimator.predict_proba`.
+    It repeats scikit-learn's arithmetic: each score is the same four products and
+    intercept (a matrix product), then the same in-place softmax, so class indices equal
+    `estimator.predict` and probabilities equal `estimator.predict_proba`. The scores are
+    laid out one class per row, (classes, rows): the softmax's max and sum then run down
+    three contiguous rows of N values instead of along N rows of three, which is what
+    makes a 100-row batch cost 7 us rather than 13. The element-wise steps round the same
+    either way; the product is checked against the estimator before export and against
+    the reference rows before serving, as predict_one's is.
     """
 
     name = "logistic-regression-arrays"
 
     def __init__(self, coef: Any, intercept: Any) -> None:
-        # coef as scikit-learn stores it, (classes, features) in C order, then the
-        # transposed view decision_function multiplies by: same BLAS call, same rounding.
-        self._coef_t: npt.NDArray[np.float64] = np.array(coef, dtype=np.float64, order="C").T
+        # (classes, features), as scikit-learn stores coef_; the intercept as a column.
+        self._coef: npt.NDArray[np.float64] = np.array(coef, dtype=np.float64, order="C")
         self._intercept: npt.NDArray[np.float64] = np.array(intercept, dtype=np.float64)
+        self._intercept_column = self._intercept.reshape(-1, 1)
         self._predict_one: Callable[[Sequence[float]], tuple[int, list[float]]]
-        self._predict_one = _predict_one_function(self._coef_t.T.tolist(), self._intercept.tolist())
+        self._predict_one = _predict_one_function(self._coef.tolist(), self._intercept.tolist())
 
     @classmethod
     def of(cls, estimator: Any) -> LinearSoftmaxPredictor:
@@ -61,17 +66,20 @@ class LinearSoftmaxPredictor:
         return cls(estimator.coef_, estimator.intercept_)
 
     def predict(self, rows: Rows) -> tuple[Indices, Probabilities]:
-        """Class indices and probabilities, without scikit-learn's per-call validation."""
-        scores = rows @ self._coef_t
-        scores += self._intercept
+        """Class indices and probabilities, without scikit-learn's per-call validation.
+
+        The probabilities are a (rows, classes) view of a (classes, rows) array.
+        """
+        scores = self._coef @ rows.T
+        scores += self._intercept_column
         # predict() takes the argmax of the scores, not of the probabilities: rounding
         # in exp could tie two probabilities that the scores still tell apart.
-        indices = scores.argmax(axis=1)
+        indices = scores.argmax(axis=0)
         # The ufuncs' own reduce: ndarray.max and .sum add a Python wrapper each.
-        scores -= np.maximum.reduce(scores, axis=1, keepdims=True)
+        scores -= np.maximum.reduce(scores, axis=0)
         np.exp(scores, out=scores)
-        scores /= np.add.reduce(scores, axis=1, keepdims=True)
-        return indices, scores
+        scores /= np.add.reduce(scores, axis=0)
+        return indices, scores.T
 
     def predict_one(self, row: Sequence[float]) -> tuple[int, list[float]]:
         """One row in plain Python floats: the scores, then the softmax.
@@ -90,14 +98,14 @@ class LinearSoftmaxPredictor:
     @property
     def shape(self) -> tuple[int, int]:
         """(classes, features) of the model."""
-        features, classes = self._coef_t.shape
+        classes, features = self._coef.shape
         return classes, features
 
     def arrays(self) -> dict[str, Any]:
         """The exported form: `fast_path` in metadata.json (JSON floats round-trip exactly)."""
         return {
             "kind": LINEAR_SOFTMAX,
-            "coef": self._coef_t.T.tolist(),
+            "coef": self._coef.tolist(),
             "intercept": self._intercept.tolist(),
         }
 

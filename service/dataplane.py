@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
 from model.artifact import Metadata, check, fast_predictor, load
@@ -51,7 +50,7 @@ class ServedModel:
         self.codec = codecs.Codec(
             contract, body_schemas(contract, example_rows(contract, reference))
         )
-        self._per_class = [metrics.PREDICTIONS.labels(name) for name in contract.class_names]
+        self._per_class = tuple(metrics.PREDICTIONS.labels(n) for n in contract.class_names)
 
     def predict_one(self, row: Sequence[float]) -> tuple[int, list[float]]:
         """Class index and probabilities of one row, counted in iris_predictions_total."""
@@ -62,10 +61,7 @@ class ServedModel:
     def predict(self, rows: Rows) -> tuple[Indices, Probabilities]:
         """Class indices and probabilities of several rows, each counted."""
         indices, probabilities = self.predictor.predict(rows)
-        counts = np.bincount(indices, minlength=len(self._per_class)).tolist()
-        for index, count in enumerate(counts):
-            if count:
-                metrics.count(self._per_class[index], count)
+        metrics.tally(self._per_class, indices)
         return indices, probabilities
 
 

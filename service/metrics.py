@@ -26,6 +26,8 @@ from threading import Thread
 from typing import Any, TypeVar
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import numpy as np
+import numpy.typing as npt
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -86,12 +88,18 @@ class _Pending:
     def __init__(self) -> None:
         self._counts: deque[tuple[Counter, float]] = deque()
         self._observations: deque[tuple[tuple[Histogram, Counter | None], float]] = deque()
+        self._tallies: deque[tuple[tuple[Counter, ...], npt.NDArray[np.intp]]] = deque()
         self._end_of_turn = EndOfTurn(self.flush)
         atexit.register(self.flush)
 
     def count(self, counter: Counter, amount: float) -> None:
         """Add `amount` to a counter child."""
         self._counts.append((counter, amount))
+        self._end_of_turn.schedule()
+
+    def tally(self, counters: tuple[Counter, ...], indices: npt.NDArray[np.intp]) -> None:
+        """Add 1 to `counters[i]` for each i in `indices` (e.g. the class of each row)."""
+        self._tallies.append((counters, indices))
         self._end_of_turn.schedule()
 
     def observe(self, histogram: Histogram, value: float, counter: Counter | None = None) -> None:
@@ -104,6 +112,14 @@ class _Pending:
         totals: dict[Counter, float] = {}
         for counter, amount in _drain(self._counts):
             totals[counter] = totals.get(counter, 0) + amount
+        tallied: dict[tuple[Counter, ...], list[npt.NDArray[np.intp]]] = {}
+        for counters, indices in _drain(self._tallies):
+            tallied.setdefault(counters, []).append(indices)
+        for counters, arrays in tallied.items():
+            added = np.bincount(np.concatenate(arrays), minlength=len(counters)).tolist()
+            for counter, amount in zip(counters, added, strict=True):
+                if amount:
+                    totals[counter] = totals.get(counter, 0) + amount
         observed: dict[tuple[Histogram, Counter | None], list[float]] = {}
         for series, value in _drain(self._observations):
             observed.setdefault(series, []).append(value)
@@ -115,7 +131,7 @@ class _Pending:
             counter.inc(total)
 
 
-def _drain(queue: deque[tuple[_T, float]]) -> Iterator[tuple[_T, float]]:
+def _drain(queue: deque[_T]) -> Iterator[_T]:
     """Take entries off `queue` until it is empty (another thread may take some too)."""
     pop = queue.popleft
     while queue:
@@ -165,6 +181,11 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
 def count(counter: Counter, amount: float = 1) -> None:
     """Increment a counter child (e.g. of PREDICTIONS) at the end of this event-loop turn."""
     _pending.count(counter, amount)
+
+
+def tally(counters: tuple[Counter, ...], indices: npt.NDArray[np.intp]) -> None:
+    """Add 1 to `counters[i]` for each i in `indices`, at the end of this event-loop turn."""
+    _pending.tally(counters, indices)
 
 
 def observe(histogram: Histogram, value: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -96,3 +97,28 @@ def test_render_writes_what_is_pending_and_a_concurrent_render_loses_nothing() -
     metrics.render()
 
     assert _rows(registry) == 200 * 50
+
+
+def test_tallied_rows_are_counted_per_class_when_the_turn_ends() -> None:
+    registry = CollectorRegistry()
+    family = Counter("t_rows", "test", ["species"], registry=registry)
+    counters = tuple(family.labels(name) for name in ("setosa", "versicolor", "virginica"))
+    seen: list[list[float | None]] = []
+
+    def counts() -> list[float | None]:
+        return [
+            registry.get_sample_value("t_rows_total", {"species": name})
+            for name in ("setosa", "versicolor", "virginica")
+        ]
+
+    async def requests() -> None:
+        metrics.tally(counters, np.array([0, 2, 2, 0, 2], dtype=np.intp))
+        metrics.tally(counters, np.array([2], dtype=np.intp))
+        seen.append(counts())  # before the turn ends
+        await asyncio.sleep(0)
+        seen.append(counts())
+
+    asyncio.run(requests())
+
+    # versicolor was never predicted: its series stays at zero, written or not.
+    assert seen == [[0.0, 0.0, 0.0], [2.0, 0.0, 4.0]]
