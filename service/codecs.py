@@ -4,14 +4,15 @@ A `Codec` is built per served model from its artifact's contract (feature names 
 order, accepted range, classes), so another model's fields, shapes and messages follow
 its metadata. It speaks two protocols:
 
-- The native JSON codec serves `/predict` and `/predict/batch`. Single rows are parsed and
-  validated by pydantic-core (Rust) on the raw bytes. A batch is parsed by orjson and
-  checked in one pass straight into a float array (`batch_rows`); only a batch that fails
-  that check goes through the pydantic model, whose error is the answer.
+- The native JSON codec serves `/predict` and `/predict/batch`. A row or a batch is parsed
+  by orjson and checked by code written out for the contract (`measurement_row`,
+  `batch_rows`); only a body that fails that check goes through the pydantic model,
+  whose error is the answer.
 - The Open Inference Protocol codec serves `/v2/models/{name}/infer`: a request with one
   FP32/FP64 tensor [N, features], answered with labels and probabilities; tensors travel as JSON
   or, with the binary tensor data extension (Triton's, which tritonclient uses by
-  default), as raw little-endian bytes after a JSON header.
+  default), as raw little-endian bytes after a JSON header (parsed by service.v2_header,
+  on the same plan: a plain header by hand, anything else by the schema).
 
 Codecs know nothing about the estimator: they turn bytes into validated rows and
 (class indices, probabilities) into bytes. Responses are built as dicts and serialised
@@ -22,8 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from model.artifact import DataContract
 from model.codegen import generated
+from service import v2_header
 from service.errors import (
     BadRequestError,
     InvalidInputError,
@@ -39,7 +40,7 @@ from service.errors import (
     validation_detail,
 )
 from service.inference import Indices, Probabilities, Rows
-from service.schemas import BodySchemas, V2InferenceRequest, body_schemas
+from service.schemas import BodySchemas, body_schemas
 
 # JSON numbers as orjson returns them; bool is a subclass of int, and type() tells it apart.
 _NUMBER_TYPES = frozenset({float, int})
@@ -143,8 +144,7 @@ _LITTLE_ENDIAN: dict[type[Any], np.dtype[Any]] = {
 }
 
 
-@dataclass(frozen=True)
-class InferenceRequest:
+class InferenceRequest(NamedTuple):
     """A decoded v2 request: validated rows, the outputs asked for (and which of them in
     binary), the request id."""
 
@@ -154,8 +154,7 @@ class InferenceRequest:
     binary_outputs: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
-class Encoded:
+class Encoded(NamedTuple):
     """A response body, and the length of its JSON header when binary tensors follow it."""
 
     body: bytes
@@ -206,7 +205,7 @@ def wanted_outputs(names: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _binary_outputs(request: V2InferenceRequest, outputs: tuple[str, ...]) -> frozenset[str]:
+def _binary_outputs(request: v2_header.Header, outputs: tuple[str, ...]) -> frozenset[str]:
     # binary_data_output asks for every output in binary; an output's own binary_data
     # overrides it either way.
     default = bool(_flag(request.parameters, "binary_data_output", "request"))
@@ -364,12 +363,9 @@ class Codec:
         Inference-Header-Content-Length header) in binary after the JSON header; 400 in the
         protocol's terms for anything malformed, 413 over `max_rows` rows (checked on the
         declared shape, before the data is converted)."""
-        header, binary = (body, b"") if header_length is None else split_binary(body, header_length)
-        try:
-            request = V2InferenceRequest.model_validate_json(header)
-        except ValidationError as exc:
-            raise BadRequestError(validation_detail(exc.errors(include_url=False))) from None
-        tensor = request.inputs[0]
+        raw, binary = (body, b"") if header_length is None else split_binary(body, header_length)
+        header = v2_header.parse(raw)
+        tensor = header.tensor
         where = f"input '{tensor.name}'"
         dtype = self.check_tensor_header(tensor.name, tensor.datatype, tensor.shape)
         size = _binary_size(tensor.parameters, where)
@@ -389,8 +385,8 @@ class Codec:
         else:
             values = self._json_tensor_rows(tensor.name, tensor.shape, tensor.data, dtype)
         rows = self.check_tensor_rows(tensor.name, values)
-        outputs = wanted_outputs([o.name for o in request.outputs] if request.outputs else None)
-        return InferenceRequest(rows, outputs, request.id, _binary_outputs(request, outputs))
+        outputs = wanted_outputs([o.name for o in header.outputs] if header.outputs else None)
+        return InferenceRequest(rows, outputs, header.id, _binary_outputs(header, outputs))
 
     def check_tensor_header(
         self, name: str, datatype: str, shape: Sequence[int]

@@ -19,7 +19,8 @@ import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, NamedTuple
 
 import orjson
 from fastapi import FastAPI, Path, Request
@@ -49,8 +50,7 @@ from service.schemas import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
     """What a handler answers: a body, its status and media type, any further headers."""
 
     body: bytes
@@ -59,8 +59,7 @@ class Reply:
     headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(NamedTuple):
     """One request as a handler sees it: the body (read by the front), path parameters,
     and the Inference-Header-Content-Length header if the route takes binary tensors."""
 
@@ -322,11 +321,13 @@ ROUTES: tuple[Route, ...] = (
 
 # --- dispatch -----------------------------------------------------------------------------------
 
-_NO_PARAMS: Mapping[str, str] = {}
+_NO_PARAMS: Mapping[str, str] = MappingProxyType({})
+MATCHES_KEPT = 256
+"""How many templated paths a Router remembers; any path beyond them is matched anew
+each time (clients choose paths: the memory they can make it use is bounded)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
+class Match(NamedTuple):
     """A route and the values of its path parameters."""
 
     route: Route
@@ -341,6 +342,9 @@ class Router:
         self.routes = routes
         self._fixed: dict[tuple[str, str], Match] = {}
         self._templated: list[tuple[str, re.Pattern[str], Route]] = []
+        # Templated paths seen before (/v2/models/iris/infer on every request), up to
+        # MATCHES_KEPT of them: a dict lookup instead of a regex and a new Match.
+        self._seen: dict[tuple[str, str], Match] = {}
         for route in routes:
             if route.params:
                 pattern = re.sub(r"{(\w+)}", r"(?P<\1>[^/]+)", route.path)
@@ -350,14 +354,18 @@ class Router:
 
     def match(self, method: str, path: str) -> Match | None:
         """The route answering `method` `path`, or None (FastAPI then answers 404/405)."""
-        found = self._fixed.get((method, path))
+        key = (method, path)
+        found = self._fixed.get(key) or self._seen.get(key)
         if found is not None:
             return found
         for route_method, pattern, route in self._templated:
             if route_method == method:
                 matched = pattern.match(path)
                 if matched:
-                    return Match(route, matched.groupdict())
+                    found = Match(route, MappingProxyType(matched.groupdict()))
+                    if len(self._seen) < MATCHES_KEPT:
+                        self._seen[key] = found
+                    return found
         return None
 
 

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from service.app import IrisApp
 from service.dataplane import DataPlane, ServiceState
-from service.routes import ROUTES, Body, Call, Reply, Route, Router
+from service.routes import MATCHES_KEPT, ROUTES, Body, Call, Reply, Route, Router
 from service.schemas import Measurement
 from service.settings import Settings
 from tests.service.support import make_client
@@ -174,3 +174,20 @@ def test_the_data_plane_says_not_ready_until_a_model_is_served() -> None:
     with pytest.raises(Exception, match="not loaded yet") as refused:
         plane.predict(b"{}")
     assert getattr(refused.value, "status_code", None) == 503
+
+
+def test_router_remembers_a_bounded_number_of_templated_paths_and_still_matches_the_rest() -> None:
+    router = Router(ROUTES)
+    first = router.match("POST", "/v2/models/iris/infer")
+
+    assert router.match("POST", "/v2/models/iris/infer") is first  # remembered
+    # Clients choose paths: past MATCHES_KEPT new ones, each is matched afresh.
+    for n in range(MATCHES_KEPT + 10):
+        found = router.match("POST", f"/v2/models/m{n}/infer")
+        assert found is not None
+        assert found.params == {"model_name": f"m{n}"}
+    late = router.match("POST", f"/v2/models/m{MATCHES_KEPT + 5}/infer")
+    assert late is not None
+    assert late.params == {"model_name": f"m{MATCHES_KEPT + 5}"}
+    assert late is not router.match("POST", f"/v2/models/m{MATCHES_KEPT + 5}/infer")
+    assert router.match("POST", "/v2/models/m0/infer") is router.match("POST", "/v2/models/m0/infer")
