@@ -138,6 +138,7 @@ _highest = np.maximum.reduce
 
 BINARY_HEADER = "Inference-Header-Content-Length"
 """Request and response header of the binary extension: the length of the JSON header."""
+_FP32 = np.dtype("<f4")
 _LITTLE_ENDIAN: dict[type[Any], np.dtype[Any]] = {
     np.float32: np.dtype("<f4"),
     np.float64: np.dtype("<f8"),
@@ -253,8 +254,12 @@ class Codec:
         self._row = _row_function(contract.feature_names, self._low, self._high)
         self._prediction = _prediction_function(contract.class_names)
         self._predictions = _predictions_function(contract.class_names)
-        # Each class's label as an element of a binary BYTES tensor, built once.
-        self._label_elements = [bytes_element(name.encode()) for name in contract.class_names]
+        # Each class's label, as text and as an element of a binary BYTES tensor, in object
+        # arrays: indexing one by the class indices picks a batch's labels in C.
+        self._labels = np.array(contract.class_names, dtype=object)
+        self._label_elements = np.array(
+            [bytes_element(name.encode()) for name in contract.class_names], dtype=object
+        )
 
     # --- native JSON ------------------------------------------------------------------------
 
@@ -480,13 +485,13 @@ class Codec:
             if name == "label":
                 output = {"name": "label", "shape": [count], "datatype": "BYTES"}
                 if name in request.binary_outputs:
-                    raw = b"".join(map(self._label_elements.__getitem__, indices.tolist()))
+                    raw = b"".join(self._label_elements[indices].tolist())
                 else:
-                    output["data"] = [classes[i] for i in indices.tolist()]
+                    output["data"] = self._labels[indices].tolist()
             else:
                 shape = [count, len(classes)]
                 output = {"name": "probabilities", "shape": shape, "datatype": "FP32"}
-                single = probabilities.astype(np.dtype("<f4"))
+                single = probabilities.astype(_FP32, order="C")
                 if name in request.binary_outputs:
                     raw = single.tobytes()
                 else:

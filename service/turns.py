@@ -9,6 +9,7 @@ instead of one per request, and nothing waits longer than the turn.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 
 
@@ -18,21 +19,33 @@ class EndOfTurn:
 
     A scheduled run belongs to a loop: an app may run on one loop after another (the
     tests do), and a loop closed before its run came does not stop the next one.
+
+    Once a run is scheduled, further calls in the turn return without asking asyncio
+    for the running loop: on Python 3.11 `asyncio.get_running_loop()` makes a getpid
+    system call each time (to notice a fork), several per request otherwise.
     """
 
     def __init__(self, flush: Callable[[], None]) -> None:
         self._flush = flush
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop a run is due on
+        self._thread = 0  # the thread that scheduled it
 
     def schedule(self) -> None:
         """Make sure `flush` runs at the end of this turn."""
+        scheduled = self._loop
+        if (
+            scheduled is not None
+            and self._thread == threading.get_ident()
+            and scheduled.is_running()
+        ):
+            return  # this thread's running loop: the run is due at the end of this turn
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self._flush()
             return
-        if self._loop is not loop:
-            self._loop = loop
+        if scheduled is not loop:
+            self._loop, self._thread = loop, threading.get_ident()
             loop.call_soon(self._run)
 
     def _run(self) -> None:

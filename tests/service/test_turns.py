@@ -1,0 +1,82 @@
+"""EndOfTurn runs its flush once at the end of a turn of the event loop (service.turns)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from service.turns import EndOfTurn
+
+
+def test_one_flush_per_turn_however_often_it_is_scheduled() -> None:
+    flushes: list[int] = []
+    turn = 0
+    end_of_turn = EndOfTurn(lambda: flushes.append(turn))
+
+    async def turns() -> None:
+        nonlocal turn
+        for turn in range(3):
+            for _ in range(5):
+                end_of_turn.schedule()
+            assert flushes == list(range(turn))  # not yet: the turn has not ended
+            await asyncio.sleep(0)
+
+    asyncio.run(turns())
+
+    assert flushes == [0, 1, 2]
+
+
+def test_without_a_running_loop_it_flushes_at_once() -> None:
+    flushes: list[str] = []
+    end_of_turn = EndOfTurn(lambda: flushes.append("now"))
+
+    end_of_turn.schedule()
+    end_of_turn.schedule()
+
+    assert flushes == ["now", "now"]
+
+
+def test_a_loop_closed_before_its_run_does_not_stop_the_next_loop() -> None:
+    flushes: list[str] = []
+    end_of_turn = EndOfTurn(lambda: flushes.append("flushed"))
+    first = asyncio.new_event_loop()
+
+    async def schedule_then_abort() -> None:
+        end_of_turn.schedule()
+        raise SystemExit  # leaves the loop at once: the run stays queued on `first`
+
+    try:
+        first.run_until_complete(schedule_then_abort())
+    except SystemExit:
+        pass
+    first.close()
+    assert flushes == []
+
+    async def schedule_and_wait() -> None:
+        end_of_turn.schedule()
+        await asyncio.sleep(0)
+
+    asyncio.run(schedule_and_wait())
+
+    assert flushes == ["flushed"]
+
+
+def test_a_thread_without_a_loop_flushes_at_once_while_another_thread_runs_one() -> None:
+    flushes: list[str] = []
+    end_of_turn = EndOfTurn(lambda: flushes.append(threading.current_thread().name))
+    scheduled, release = threading.Event(), threading.Event()
+
+    async def hold_a_turn() -> None:
+        end_of_turn.schedule()  # due at the end of this turn, which waits for the other thread
+        scheduled.set()
+        release.wait(5)
+
+    runner = threading.Thread(target=asyncio.run, args=(hold_a_turn(),), name="loop")
+    runner.start()
+    assert scheduled.wait(5)
+    end_of_turn.schedule()  # this thread has no loop: flushed here, now
+    release.set()
+    runner.join(5)
+
+    assert flushes[0] == threading.current_thread().name
+    assert flushes[1:] == ["loop"]
