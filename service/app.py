@@ -108,7 +108,10 @@ class IrisApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point: HTTP goes through the front, the lifespan to FastAPI."""
-        if scope["type"] == "lifespan":
+        kind = scope["type"]
+        if kind == "http":
+            await self.front.http(scope, receive, send)  # one coroutine fewer than front()
+        elif kind == "lifespan":
             await self.api(scope, receive, self._concise_lifespan(send))
         else:
             await self.front(scope, receive, send)

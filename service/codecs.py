@@ -130,6 +130,7 @@ def _invalid(exc: ValidationError) -> InvalidInputError:
 # --- Open Inference Protocol ----------------------------------------------------------------
 
 V2_OUTPUTS = ("label", "probabilities")
+_ALL_OUTPUTS, _NO_OUTPUTS = frozenset(V2_OUTPUTS), frozenset[str]()
 V2_DATATYPES: dict[str, type[np.floating[Any]]] = {"FP32": np.float32, "FP64": np.float64}
 
 
@@ -210,6 +211,8 @@ def _binary_outputs(request: v2_header.Header, outputs: tuple[str, ...]) -> froz
     # binary_data_output asks for every output in binary; an output's own binary_data
     # overrides it either way.
     default = bool(_flag(request.parameters, "binary_data_output", "request"))
+    if not request.outputs:  # none named: all of them, as binary_data_output says
+        return _ALL_OUTPUTS if default and outputs == V2_OUTPUTS else _NO_OUTPUTS
     chosen = {name: default for name in outputs}
     for output in request.outputs or ():
         flag = _flag(output.parameters, "binary_data", f"output '{output.name}'")
@@ -462,7 +465,8 @@ class Codec:
                 f"{where}: shape {shape} of {np.dtype(dtype).name} needs {expected} bytes of "
                 f"binary data, binary_data_size is {size}"
             )
-        values = np.frombuffer(data, dtype=_LITTLE_ENDIAN[dtype]).reshape(shape[0], self.n_features)
+        # Read as rows of n_features values at once: no reshape.
+        values = np.frombuffer(data, dtype=(_LITTLE_ENDIAN[dtype], (self.n_features,)))
         return values.astype(np.float64)  # a copy: the rows outlive nothing of the body
 
     def encode_inference(

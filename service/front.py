@@ -137,9 +137,10 @@ class Front:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        await self._http(scope, receive, send)
+        await self.http(scope, receive, send)
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One HTTP request through the front."""
         start = time.perf_counter()
         method: str = scope["method"]
         path: str = scope["path"]
@@ -168,7 +169,8 @@ class Front:
         try:
             body_policy = match.route.body if match is not None else None
             if body_policy is not None:
-                await self._read_for(body_policy, scope, receive, headers)
+                _admit(body_policy, scope, headers)
+                scope[BODY_KEY] = await self._read_body(receive, headers.content_length)
                 unread_body = False
             await self.app(scope, receive, send_with_id)
         except ClientDisconnectedError:
@@ -180,19 +182,6 @@ class Front:
         finally:
             elapsed = time.perf_counter() - start
             self._record(scope, match, method, path, status, elapsed, request_id)
-
-    async def _read_for(
-        self, policy: Body, scope: Scope, receive: Receive, headers: _Headers
-    ) -> None:
-        """Apply a route's body policy and put the body it admits in the scope."""
-        _check_content_type(policy, headers.content_type)
-        if headers.binary_header is not None:
-            if not policy.binary_tensors:
-                raise BadRequestError(
-                    f"{scope['path']} takes no binary tensors (Inference-Header-Content-Length)"
-                )
-            scope[BINARY_KEY] = headers.binary_header
-        scope[BODY_KEY] = await self._read_body(receive, headers.content_length)
 
     def _failure(self, exc: Exception, path: str, request_id: bytes) -> ServiceError:
         """The error to answer for `exc`, logged where the client's answer alone says too little."""
@@ -294,6 +283,17 @@ class Front:
             ) from None
         finally:
             deadlines.forget(task)
+
+
+def _admit(policy: Body, scope: Scope, headers: _Headers) -> None:
+    """Apply a route's body policy to the headers (the front then reads the body)."""
+    _check_content_type(policy, headers.content_type)
+    if headers.binary_header is not None:
+        if not policy.binary_tensors:
+            raise BadRequestError(
+                f"{scope['path']} takes no binary tensors (Inference-Header-Content-Length)"
+            )
+        scope[BINARY_KEY] = headers.binary_header
 
 
 def _check_content_type(policy: Body, content_type: bytes | None) -> None:
