@@ -139,7 +139,7 @@ _highest = np.maximum.reduce
 
 BINARY_HEADER = "Inference-Header-Content-Length"
 """Request and response header of the binary extension: the length of the JSON header."""
-_FP32 = np.dtype("<f4")
+_FP32, _FLOAT64 = np.dtype("<f4"), np.dtype(np.float64)
 _LITTLE_ENDIAN: dict[type[Any], np.dtype[Any]] = {
     np.float32: np.dtype("<f4"),
     np.float64: np.dtype("<f8"),
@@ -414,28 +414,32 @@ class Codec:
             )
         return dtype
 
-    def check_tensor_rows(self, name: str, values: npt.NDArray[np.float64]) -> Rows:
-        """`values` ([N, features] float64) if every one is finite and in range; 400 naming
-        the first that is not."""
+    def check_tensor_rows(self, name: str, values: npt.NDArray[np.floating[Any]]) -> Rows:
+        """`values` ([N, features], float32 or float64) as float64 rows if every one is
+        finite and in range; 400 naming the first that is not."""
         # Two reductions settle the usual case; NaN fails both comparisons. The ufuncs'
-        # own reduce, not ndarray.min/max, which add a Python wrapper each.
-        if _lowest(values, None) > self._low and _highest(values, None) <= self._high:
-            return values
-        bad = ~(np.isfinite(values) & (values > self._low) & (values <= self._high))
+        # own reduce, not ndarray.min/max, which add a Python wrapper each (and axis by
+        # keyword: numpy parses a positional one more slowly). float() compares a float32
+        # extreme with the bounds in double precision, exactly, as after conversion.
+        low, high = self._low, self._high
+        rows: Rows = values.astype(_FLOAT64, copy=False)  # the same array when float64
+        if float(_lowest(values, axis=None)) > low and float(_highest(values, axis=None)) <= high:
+            return rows
+        bad = ~(np.isfinite(rows) & (rows > low) & (rows <= high))
         if bad.any():
             row, column = (int(i) for i in np.argwhere(bad)[0])
-            value = float(values[row, column])
+            value = float(rows[row, column])
             shown = repr(value) if math.isfinite(value) else str(value)
             raise BadRequestError(
                 f"input '{name}': row {row} {self.contract.feature_names[column]} = {shown} is "
                 f"outside the accepted range (greater than {self._low:g}, at most "
                 f"{self._high:g} {self.contract.unit}, finite)"
             )
-        return values
+        return rows
 
     def _json_tensor_rows(
         self, name: str, shape: list[int], data: list[float] | list[list[float]], dtype: type[Any]
-    ) -> Rows:
+    ) -> npt.NDArray[np.floating[Any]]:
         expected = shape[0] * self.n_features
         if data and isinstance(data[0], list):
             nested: list[list[float]] = data
@@ -447,13 +451,14 @@ class Codec:
             )
         values = np.asarray(data, dtype=np.float64).reshape(shape[0], self.n_features)
         if dtype is np.float32:
-            # The client declared 32-bit floats: serve exactly the values it meant.
-            values = values.astype(np.float32).astype(np.float64)
+            # The client declared 32-bit floats: serve exactly the values it meant
+            # (check_tensor_rows converts them back to float64).
+            return values.astype(np.float32)
         return values
 
     def _binary_tensor_rows(
         self, where: str, shape: list[int], dtype: type[Any], size: int, data: bytes
-    ) -> Rows:
+    ) -> npt.NDArray[np.floating[Any]]:
         itemsize = np.dtype(dtype).itemsize
         expected = shape[0] * self.n_features * itemsize
         if size != len(data):
@@ -465,9 +470,11 @@ class Codec:
                 f"{where}: shape {shape} of {np.dtype(dtype).name} needs {expected} bytes of "
                 f"binary data, binary_data_size is {size}"
             )
-        # Read as rows of n_features values at once: no reshape.
-        values = np.frombuffer(data, dtype=(_LITTLE_ENDIAN[dtype], (self.n_features,)))
-        return values.astype(np.float64)  # a copy: the rows outlive nothing of the body
+        # Read as rows of n_features values at once (no reshape); check_tensor_rows checks
+        # them as they are and converts them.
+        return np.frombuffer(
+            data, dtype=(_LITTLE_ENDIAN[dtype], (self.n_features,))
+        )  # a copy: the rows outlive nothing of the body
 
     def encode_inference(
         self,

@@ -8,6 +8,7 @@ with JSON tensors.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ import tritonclient.http as triton
 from fastapi.testclient import TestClient
 
 from model.artifact import CLASS_NAMES, load
+from model.data import CONTRACT
+from service.codecs import Codec
+from service.errors import BadRequestError
 
 FEATURES = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])
 
@@ -114,3 +118,40 @@ def test_a_binary_batch_over_the_row_limit_is_413_before_its_bytes_are_read(
 
     assert response.status_code == 413
     assert "IRIS_MAX_BATCH_ROWS" in response.json()["error"]
+
+
+@pytest.mark.parametrize(("datatype", "numpy_type"), [("FP32", np.float32), ("FP64", np.float64)])
+def test_binary_values_are_checked_against_the_range_in_double_precision(
+    datatype: str, numpy_type: type[np.floating[Any]]
+) -> None:
+    # 30.1 is no float32: the float32 nearest to it is above it, so a client sending
+    # "30.1" in FP32 sends a value outside (0, 30.1]. Compared in float32, it would pass.
+    contract = dataclasses.replace(CONTRACT, at_most=30.1)
+    codec = Codec(contract)
+    above = float(np.float32(30.1))
+    assert above > 30.1
+    below = float(np.nextafter(np.float32(30.1), np.float32(0)))
+
+    def decode(value: float) -> Any:
+        data = np.array([[1.0, 2.0, 3.0, value]], dtype=numpy_type).tobytes()
+        tensor = {"name": "x", "shape": [1, 4], "datatype": datatype}
+        header = json.dumps(
+            {
+                "inputs": [
+                    {**tensor, "parameters": {"binary_data_size": 16 if datatype == "FP32" else 32}}
+                ]
+            }
+        ).encode()
+        return codec.decode_inference(header + data, 100, str(len(header)).encode())
+
+    assert decode(below).rows.tolist() == [[1.0, 2.0, 3.0, below]]
+    assert decode(below).rows.dtype == np.float64
+    if datatype == "FP32":
+        with pytest.raises(
+            BadRequestError, match=r"row 0 petal_width = 30\.100000381469727 is outside"
+        ):
+            decode(30.1)
+    else:
+        assert decode(30.1).rows.tolist() == [[1.0, 2.0, 3.0, 30.1]]
+        with pytest.raises(BadRequestError, match="is outside the accepted range"):
+            decode(float(np.nextafter(30.1, 31.0)))
