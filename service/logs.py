@@ -109,16 +109,16 @@ class RequestLog:
     quarter of the cost. The level still comes from the `iris.access` logger, so
     IRIS_LOG_LEVEL=warning silences successful requests as it would through logging.
 
-    A line is written at once, unless another was already written in the same turn of
-    the event loop: under load many requests finish in one turn, and their lines then
-    go out together when it ends (service.turns), one write system call for all of them
-    instead of one each. No line waits longer than that turn.
+    Lines are held until the end of the turn of the event loop they were made in, and
+    go out together when it ends (service.turns): under load many requests finish in
+    one turn, and their lines cost one write system call instead of one each. No line
+    waits longer than that turn; without a running loop a line is written at once.
     """
 
     def __init__(self, log_format: LogFormat) -> None:
         self._json = resolve_format(log_format) == "json"
         self._logger = logging.getLogger(REQUEST_LOGGER)
-        self._held: list[str] | None = None  # lines of this turn after its first one
+        self._held: list[str] = []  # lines of this turn
         self._end_of_turn = EndOfTurn(self.flush)
         # JSON strings of the values that repeat (methods, route paths, model versions).
         self._quoted: dict[str, str] = {}
@@ -160,13 +160,7 @@ class RequestLog:
                 "model_version": model_version,
             }
             line = console_line(created, _level_name(level), REQUEST_LOGGER, "request", fields)
-        if self._held is not None:
-            self._held.append(line)
-            return
-        stream = sys.stdout
-        stream.write(line + "\n")
-        stream.flush()
-        self._held = []
+        self._held.append(line)
         self._end_of_turn.schedule()
 
     def _quote(self, value: str) -> str:
@@ -179,7 +173,7 @@ class RequestLog:
 
     def flush(self) -> None:
         """Write the lines held back in this turn of the event loop."""
-        held, self._held = self._held, None
+        held, self._held = self._held, []
         if held:
             stream = sys.stdout
             stream.write("\n".join(held) + "\n")

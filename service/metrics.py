@@ -107,6 +107,11 @@ class _Pending:
         self._observations.append(((histogram, counter), value))
         self._end_of_turn.schedule()
 
+    def observe_request(self, children: tuple[Histogram, Counter], seconds: float) -> None:
+        """observe(histogram, seconds, counter) for a request's cached pair of children."""
+        self._observations.append((children, seconds))
+        self._end_of_turn.schedule()
+
     def flush(self) -> None:
         """Write every pending update: one increment per counter, bucket and sum."""
         totals: dict[Counter, float] = {}
@@ -160,7 +165,8 @@ def _observe_all(histogram: Histogram, values: list[float]) -> None:
 
 
 _pending = _Pending()
-_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+# (duration histogram, request counter) per (route, method, status), as flush() takes them.
+_children: dict[tuple[str, str, int], tuple[Histogram, Counter]] = {}
 
 
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
@@ -171,11 +177,11 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
         # labels() takes a lock and builds a key each time; the children are cached.
         label = str(status)
         child = (
-            REQUESTS.labels(route, method, label),
             REQUEST_DURATION.labels(route, method, label),
+            REQUESTS.labels(route, method, label),
         )
         _children[key] = child
-    _pending.observe(child[1], seconds, child[0])
+    _pending.observe_request(child, seconds)
 
 
 def count(counter: Counter, amount: float = 1) -> None:

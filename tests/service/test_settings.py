@@ -235,12 +235,13 @@ def test_request_lines_of_one_event_loop_turn_are_written_together_in_order(
 
     asyncio.run(three_requests_finish_in_one_turn())
 
-    # The first line of a turn at once, the rest at the start of the next turn.
+    # The lines of a turn together when it ends, in order; the next turn's at its end.
     assert [[json.loads(line)["status"] - 200 for line in lines] for lines in seen] == [
-        [0],
         [],
         [],
-        [1, 2],
-        [3],
+        [],
+        [0, 1, 2],
+        [],
     ]
+    assert [json.loads(line)["status"] for line in capsys.readouterr().out.splitlines()] == [203]
     assert capsys.readouterr().out == ""
