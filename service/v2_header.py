@@ -6,7 +6,8 @@ instance per tensor; a binary request is little more than that header. So `parse
 first tries `plain`, which accepts only what the schema plainly accepts, checked on what
 orjson parsed; anything else (a missing or extra field, a wrong type, a value over a
 length limit, JSON data values, which pydantic checks in Rust faster than Python could)
-goes through the schema, whose error is then the answer.
+goes through the schema, whose error is then the answer. Plain headers already seen
+are remembered (`HEADERS_KEPT`), as the router remembers paths.
 tests/service/test_v2_header.py holds the two paths together.
 """
 
@@ -56,10 +57,28 @@ class Header(NamedTuple):
     outputs: list[Output] | None
 
 
+HEADERS_KEPT = 256
+"""How many distinct plain headers `parse` remembers. A client sends the same header bytes
+with every batch of a given shape (the data follows it); clients that vary it (a new id
+each time) fill the memory once and are then parsed every time."""
+_seen: dict[bytes, Header] = {}
+
+
 def parse(raw: bytes) -> Header:
-    """The header of a request; 400 with the schema's error when it is not valid."""
+    """The header of a request; 400 with the schema's error when it is not valid.
+
+    The Header returned may be shared with other requests that sent the same bytes:
+    nothing may change it.
+    """
+    header = _seen.get(raw)
+    if header is not None:
+        return header
     header = plain(raw)
-    return header if header is not None else validated(raw)
+    if header is None:
+        return validated(raw)
+    if len(_seen) < HEADERS_KEPT:
+        _seen[raw] = header
+    return header
 
 
 def validated(raw: bytes) -> Header:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 from service.turns import EndOfTurn
@@ -45,10 +46,8 @@ def test_a_loop_closed_before_its_run_does_not_stop_the_next_loop() -> None:
         end_of_turn.schedule()
         raise SystemExit  # leaves the loop at once: the run stays queued on `first`
 
-    try:
+    with contextlib.suppress(SystemExit):
         first.run_until_complete(schedule_then_abort())
-    except SystemExit:
-        pass
     first.close()
     assert flushes == []
 
