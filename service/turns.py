@@ -9,7 +9,9 @@ instead of one per request, and nothing waits longer than the turn.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import weakref
 from collections.abc import Callable
 
 
@@ -29,6 +31,7 @@ class EndOfTurn:
         self._flush = flush
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop a run is due on
         self._thread = 0  # the thread that scheduled it
+        _instances.add(self)
 
     def schedule(self) -> None:
         """Make sure `flush` runs at the end of this turn."""
@@ -51,3 +54,16 @@ class EndOfTurn:
     def _run(self) -> None:
         self._loop = None
         self._flush()
+
+
+# A forked child holds copies of its parent's loops that will never run its callbacks: a run
+# due on one of them is forgotten, so the child's first schedule() asks for its own loop.
+_instances: weakref.WeakSet[EndOfTurn] = weakref.WeakSet()
+
+
+def _forget_runs_due_in_the_parent() -> None:
+    for end_of_turn in list(_instances):
+        end_of_turn._loop = None
+
+
+os.register_at_fork(after_in_child=_forget_runs_due_in_the_parent)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 
 from service.turns import EndOfTurn
@@ -79,3 +80,34 @@ def test_a_thread_without_a_loop_flushes_at_once_while_another_thread_runs_one()
 
     assert flushes[0] == threading.current_thread().name
     assert flushes[1:] == ["loop"]
+
+
+def test_a_forked_child_schedules_its_own_run_while_its_parent_has_one_due() -> None:
+    read_end, write_end = os.pipe()
+
+    def flush() -> None:
+        os.write(write_end, b"flushed\n")
+
+    end_of_turn = EndOfTurn(flush)
+
+    async def fork_while_a_run_is_due() -> None:
+        end_of_turn.schedule()  # due at the end of this turn, on the parent's loop
+        pid = os.fork()
+        if pid == 0:  # the child: a loop of its own, which must get the run
+            try:
+
+                async def child() -> None:
+                    end_of_turn.schedule()
+                    await asyncio.sleep(0)
+
+                asyncio.new_event_loop().run_until_complete(child())
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+
+    asyncio.run(fork_while_a_run_is_due())
+    os.close(write_end)
+    with os.fdopen(read_end) as reader:
+        lines = reader.read().splitlines()
+
+    assert lines == ["flushed", "flushed"]  # the child's, then the parent's at its turn's end
