@@ -325,6 +325,8 @@ _NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 MATCHES_KEPT = 256
 """How many templated paths a Router remembers; any path beyond them is matched anew
 each time (clients choose paths: the memory they can make it use is bounded)."""
+PATH_LENGTH_KEPT = 256
+"""Longer paths are never remembered (at most MATCHES_KEPT x PATH_LENGTH_KEPT characters)."""
 
 
 class Match(NamedTuple):
@@ -363,7 +365,7 @@ class Router:
                 matched = pattern.match(path)
                 if matched:
                     found = Match(route, MappingProxyType(matched.groupdict()))
-                    if len(self._seen) < MATCHES_KEPT:
+                    if len(self._seen) < MATCHES_KEPT and len(path) <= PATH_LENGTH_KEPT:
                         self._seen[key] = found
                     return found
         return None

@@ -61,6 +61,9 @@ HEADERS_KEPT = 256
 """How many distinct plain headers `parse` remembers. A client sends the same header bytes
 with every batch of a given shape (the data follows it); clients that vary it (a new id
 each time) fill the memory once and are then parsed every time."""
+HEADER_BYTES_KEPT = 2048
+"""Longer headers (large `parameters`) are never remembered: the memory a client can make
+`parse` hold stays under HEADERS_KEPT x HEADER_BYTES_KEPT (512 KiB)."""
 _seen: dict[bytes, Header] = {}
 
 
@@ -76,7 +79,7 @@ def parse(raw: bytes) -> Header:
     header = plain(raw)
     if header is None:
         return validated(raw)
-    if len(_seen) < HEADERS_KEPT:
+    if len(_seen) < HEADERS_KEPT and len(raw) <= HEADER_BYTES_KEPT:
         _seen[raw] = header
     return header
 

@@ -17,7 +17,16 @@ from fastapi.testclient import TestClient
 
 from service.app import IrisApp
 from service.dataplane import DataPlane, ServiceState
-from service.routes import MATCHES_KEPT, ROUTES, Body, Call, Reply, Route, Router
+from service.routes import (
+    MATCHES_KEPT,
+    PATH_LENGTH_KEPT,
+    ROUTES,
+    Body,
+    Call,
+    Reply,
+    Route,
+    Router,
+)
 from service.schemas import Measurement
 from service.settings import Settings
 from tests.service.support import make_client
@@ -192,3 +201,15 @@ def test_router_remembers_a_bounded_number_of_templated_paths_and_still_matches_
     assert late is not router.match("POST", f"/v2/models/m{MATCHES_KEPT + 5}/infer")
     kept = "/v2/models/m0/infer"
     assert router.match("POST", kept) is router.match("POST", kept)
+
+
+def test_router_matches_a_long_path_without_remembering_it() -> None:
+    router = Router(ROUTES)
+    name = "m" * PATH_LENGTH_KEPT
+    path = f"/v2/models/{name}/infer"
+
+    first = router.match("POST", path)
+
+    assert first is not None
+    assert first.params == {"model_name": name}
+    assert router.match("POST", path) is not first

@@ -221,3 +221,14 @@ def test_parse_remembers_a_bounded_number_of_plain_headers_and_reads_the_rest_an
     for _ in range(2):
         with pytest.raises(BadRequestError):
             v2_header.parse(refused)
+
+
+def test_a_long_plain_header_is_parsed_but_never_remembered() -> None:
+    padding = "x" * v2_header.HEADER_BYTES_KEPT
+    raw = encode(request(parameters={"binary_data_output": True, "note": padding}))
+
+    first, second = v2_header.parse(raw), v2_header.parse(raw)
+
+    assert first == second
+    assert first.parameters == {"binary_data_output": True, "note": padding}
+    assert first is not second
