@@ -18,7 +18,6 @@ import itertools
 import logging
 import os
 import re
-import threading
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -37,6 +36,7 @@ from service.errors import (
 )
 from service.logs import SERVICE_LOGGER, RequestLog
 from service.routes import Body, Match, Router
+from service.turns import running_loop
 
 log = logging.getLogger(SERVICE_LOGGER)
 
@@ -130,7 +130,6 @@ class Front:
         self.request_log = request_log
         self.model_version = model_version
         self.deadlines = BodyDeadlines(body_timeout)
-        self._loop: tuple[asyncio.AbstractEventLoop | None, int] = (None, 0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point: HTTP requests go through the front, the rest straight to `app`."""
@@ -232,23 +231,6 @@ class Front:
             level, method, path, status, elapsed, request_id.decode(), self.model_version()
         )
 
-    def _current_task(self) -> asyncio.Task[object]:
-        # asyncio.current_task() asks for the running loop, which on Python 3.11 is a
-        # getpid system call each time; the loop of the last request is asked directly
-        # when this is its thread (a thread runs one loop at a time: a task running on
-        # it is this request's; none means another loop runs this request).
-        loop, thread = self._loop
-        task = None
-        if loop is not None and thread == threading.get_ident():
-            task = asyncio.current_task(loop)
-        if task is None:
-            loop = asyncio.get_running_loop()
-            self._loop = loop, threading.get_ident()
-            task = asyncio.current_task(loop)
-            if task is None:  # ASGI servers run every request in a task
-                raise RuntimeError("request bodies are read inside a task")
-        return task
-
     async def _read_body(self, receive: Receive, content_length: bytes | None) -> bytes:
         """The whole request body, within the size limit and the body timeout."""
         limit = self.max_body_bytes
@@ -256,7 +238,10 @@ class Front:
             raise _too_large(limit)
         chunks: list[bytes] = []
         size = 0
-        task = self._current_task()
+        # The loop by service.turns: asyncio.current_task() alone is a system call.
+        task = asyncio.current_task(running_loop())
+        if task is None:  # ASGI servers run every request in a task
+            raise RuntimeError("request bodies are read inside a task")
         deadlines = self.deadlines
         deadlines.watch(task)
         try:

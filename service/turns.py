@@ -11,8 +11,36 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import weakref
 from collections.abc import Callable
+
+_last: tuple[asyncio.AbstractEventLoop | None, int] = (None, 0)  # a loop and its thread
+
+
+def running_loop() -> asyncio.AbstractEventLoop:
+    """The event loop running in this thread, as `asyncio.get_running_loop()` returns it;
+    RuntimeError when there is none.
+
+    On Python 3.11 `asyncio.get_running_loop()` (and `asyncio.current_task()`, which asks
+    it) makes a getpid system call each time, to notice a fork: several per request. The
+    loop found last is kept with its thread, and answered again while it is running and
+    this is that thread (a thread runs one loop at a time). A forked child forgets it.
+    """
+    global _last  # a one-entry cache, replaced whole (no lock needed)
+    loop, thread = _last
+    ident = threading.get_ident()
+    if loop is not None and thread == ident and loop.is_running():
+        return loop
+    loop = asyncio.get_running_loop()
+    _last = (loop, ident)
+    return loop
+
+
+def _forget_the_parents_loop() -> None:
+    global _last
+    _last = (None, 0)
+
+
+os.register_at_fork(after_in_child=_forget_the_parents_loop)
 
 
 class EndOfTurn:
@@ -20,50 +48,25 @@ class EndOfTurn:
     `schedule` is called during it; at once when no event loop is running.
 
     A scheduled run belongs to a loop: an app may run on one loop after another (the
-    tests do), and a loop closed before its run came does not stop the next one.
-
-    Once a run is scheduled, further calls in the turn return without asking asyncio
-    for the running loop: on Python 3.11 `asyncio.get_running_loop()` makes a getpid
-    system call each time (to notice a fork), several per request otherwise.
+    tests do), and a loop closed before its run came does not stop the next one; nor
+    does a run due on the parent's loop in a forked child.
     """
 
     def __init__(self, flush: Callable[[], None]) -> None:
         self._flush = flush
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop a run is due on
-        self._thread = 0  # the thread that scheduled it
-        _instances.add(self)
 
     def schedule(self) -> None:
         """Make sure `flush` runs at the end of this turn."""
-        scheduled = self._loop
-        if (
-            scheduled is not None
-            and self._thread == threading.get_ident()
-            and scheduled.is_running()
-        ):
-            return  # this thread's running loop: the run is due at the end of this turn
         try:
-            loop = asyncio.get_running_loop()
+            loop = running_loop()
         except RuntimeError:
             self._flush()
             return
-        if scheduled is not loop:
-            self._loop, self._thread = loop, threading.get_ident()
+        if self._loop is not loop:
+            self._loop = loop
             loop.call_soon(self._run)
 
     def _run(self) -> None:
         self._loop = None
         self._flush()
-
-
-# A forked child holds copies of its parent's loops that will never run its callbacks: a run
-# due on one of them is forgotten, so the child's first schedule() asks for its own loop.
-_instances: weakref.WeakSet[EndOfTurn] = weakref.WeakSet()
-
-
-def _forget_runs_due_in_the_parent() -> None:
-    for end_of_turn in list(_instances):
-        end_of_turn._loop = None
-
-
-os.register_at_fork(after_in_child=_forget_runs_due_in_the_parent)
