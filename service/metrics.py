@@ -102,14 +102,10 @@ class _Pending:
         self._tallies.append((counters, indices))
         self._end_of_turn.schedule()
 
-    def observe(self, histogram: Histogram, value: float, counter: Counter | None = None) -> None:
-        """Observe `value` on a histogram child, and count it on `counter` if given."""
-        self._observations.append(((histogram, counter), value))
-        self._end_of_turn.schedule()
-
-    def observe_request(self, children: tuple[Histogram, Counter], seconds: float) -> None:
-        """observe(histogram, seconds, counter) for a request's cached pair of children."""
-        self._observations.append((children, seconds))
+    def observe(self, series: tuple[Histogram, Counter | None], value: float) -> None:
+        """Observe `value` on a histogram child, and count it on the paired counter child
+        if there is one (a request's duration and its count)."""
+        self._observations.append((series, value))
         self._end_of_turn.schedule()
 
     def flush(self) -> None:
@@ -181,7 +177,7 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
             REQUESTS.labels(route, method, label),
         )
         _children[key] = child
-    _pending.observe_request(child, seconds)
+    _pending.observe(child, seconds)
 
 
 def count(counter: Counter, amount: float = 1) -> None:
@@ -196,7 +192,7 @@ def tally(counters: tuple[Counter, ...], indices: npt.NDArray[np.intp]) -> None:
 
 def observe(histogram: Histogram, value: float) -> None:
     """Observe `value` on a histogram child at the end of this event-loop turn."""
-    _pending.observe(histogram, value)
+    _pending.observe((histogram, None), value)
 
 
 def flush() -> None:
