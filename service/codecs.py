@@ -139,11 +139,11 @@ _highest = np.maximum.reduce
 
 BINARY_HEADER = "Inference-Header-Content-Length"
 """Request and response header of the binary extension: the length of the JSON header."""
-_FP32, _FLOAT64 = np.dtype("<f4"), np.dtype(np.float64)
 _LITTLE_ENDIAN: dict[type[Any], np.dtype[Any]] = {
     np.float32: np.dtype("<f4"),
     np.float64: np.dtype("<f8"),
 }
+_FP32, _FLOAT64 = _LITTLE_ENDIAN[np.float32], np.dtype(np.float64)
 
 
 class InferenceRequest(NamedTuple):
@@ -214,7 +214,7 @@ def _binary_outputs(request: v2_header.Header, outputs: tuple[str, ...]) -> froz
     if not request.outputs:  # none named: all of them, as binary_data_output says
         return _ALL_OUTPUTS if default and outputs == V2_OUTPUTS else _NO_OUTPUTS
     chosen = {name: default for name in outputs}
-    for output in request.outputs or ():
+    for output in request.outputs:
         flag = _flag(output.parameters, "binary_data", f"output '{output.name}'")
         if flag is not None:
             chosen[output.name] = flag
@@ -472,9 +472,7 @@ class Codec:
             )
         # Read as rows of n_features values at once (no reshape); check_tensor_rows checks
         # them as they are and converts them.
-        return np.frombuffer(
-            data, dtype=(_LITTLE_ENDIAN[dtype], (self.n_features,))
-        )  # a copy: the rows outlive nothing of the body
+        return np.frombuffer(data, dtype=(_LITTLE_ENDIAN[dtype], (self.n_features,)))
 
     def encode_inference(
         self,
