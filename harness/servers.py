@@ -160,6 +160,25 @@ class ServiceServer(Server):
         """GET /metrics on the metrics port: status and body."""
         return request(self.metrics_port, "GET", "/metrics", timeout=timeout)
 
+    def metrics_when(
+        self, counted: Callable[[str], bool], timeout: float = 10.0
+    ) -> tuple[int, str]:
+        """GET /metrics until `counted(text)` holds, or `timeout` passes: the last status
+        and text.
+
+        A worker writes what a request recorded when its event-loop turn ends, just after
+        the answer went out, so a client that scrapes at once can be a moment ahead of
+        the count. The caller asserts on the text returned: a count that never comes shows
+        up as that assertion's failure, not as a timeout.
+        """
+        deadline = time.perf_counter() + timeout
+        while True:
+            status, body = self.metrics()
+            text = body.decode()
+            if (status == 200 and counted(text)) or time.perf_counter() > deadline:
+                return status, text
+            time.sleep(0.01)
+
     def wait_ready(self, timeout: float = 60.0) -> float:
         """Wait until every worker has booted and /readyz answers 200; seconds since start."""
 

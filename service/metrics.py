@@ -109,7 +109,12 @@ class _Pending:
         self._end_of_turn.schedule()
 
     def flush(self) -> None:
-        """Write every pending update: one increment per counter, bucket and sum."""
+        """Write every pending update: one increment per counter, bucket and sum.
+
+        The request counters are written last: another process may read the files in the
+        middle of a flush, and a scrape that shows a request counted then shows all the
+        other updates its turn made (its duration, its predicted classes) too.
+        """
         totals: dict[Counter, float] = {}
         for counter, amount in _drain(self._counts):
             totals[counter] = totals.get(counter, 0) + amount

@@ -53,9 +53,19 @@ def exported(
         row = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
         assert server.post("/predict", json.dumps(row).encode())[0] == 200
         assert server.post("/predict", b"{}")[0] == 422
-        status, body = server.metrics()
+
+        def both_counted(text: str) -> bool:  # written when each answer's turn ends
+            answered = [
+                value
+                for (name, labels), value in samples(text).items()
+                if name == "iris_http_requests_total" and dict(labels)["route"] == "/predict"
+            ]
+            return sum(answered) == 2
+
+        status, text = server.metrics_when(both_counted)
         assert status == 200
-        yield {name for name, _ in samples(body.decode())}
+        assert both_counted(text), text
+        yield {name for name, _ in samples(text)}
     finally:
         server.stop()
 

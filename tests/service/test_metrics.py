@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -122,3 +123,46 @@ def test_tallied_rows_are_counted_per_class_when_the_turn_ends() -> None:
 
     # versicolor was never predicted: its series stays at zero, written or not.
     assert seen == [[0.0, 0.0, 0.0], [2.0, 0.0, 4.0]]
+
+
+def test_a_request_is_counted_last_so_a_scrape_that_counts_it_sees_all_its_turn_made() -> None:
+    registry = CollectorRegistry()
+    family = Counter("t_rows", "test", ["species"], registry=registry)
+    species = tuple(family.labels(name) for name in ("setosa", "versicolor", "virginica"))
+    batches = Counter("t_batches", "test", registry=registry)
+    route = ("/t-written-last", "POST", "200")
+    metrics.observe_request(*route, 0.0)
+    metrics.flush()  # the request's series exist; spy on the values they write to
+    duration = metrics.REQUEST_DURATION.labels(*route)
+    requests = metrics.REQUESTS.labels(*route)
+    written: list[str] = []
+
+    def spy(name: str, value: Any) -> None:
+        original = value.inc
+
+        def inc(amount: float) -> None:
+            written.append(name)
+            original(amount)
+
+        value.inc = inc
+
+    spy("request", requests._value)
+    spy("duration", duration._sum)
+    for bucket in duration._buckets:
+        spy("duration", bucket)
+    for child in species:
+        spy("species", child._value)
+    spy("batch", batches._value)
+
+    async def turn() -> None:
+        metrics.observe_request(*route, 0.003)
+        metrics.tally(species, np.array([0, 2], dtype=np.intp))
+        metrics.count(batches)
+        metrics.observe_request(*route, 0.004)
+        await asyncio.sleep(0)
+
+    asyncio.run(turn())
+
+    assert written[-1] == "request"
+    assert written.count("request") == 1  # both requests in one write
+    assert {"duration", "species", "batch"} <= set(written)

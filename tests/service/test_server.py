@@ -132,31 +132,37 @@ def _metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def test_metrics_add_up_across_both_workers(server: ServiceServer) -> None:
-    before = server.metrics()[1].decode()
-    body = json.dumps(SETOSA).encode()
-    sent = 60
-    for _ in range(sent):  # a new connection each: the kernel spreads them over the workers
-        assert server.post("/predict", body)[0] == 200
-    status, raw = server.metrics()
-    after = raw.decode()
+def test_metrics_add_up_across_both_workers(tmp_path: Path, trained_artifact_dir: Path) -> None:
+    # A server of its own: every count starts at zero, whatever other tests sent.
+    server = start_service(trained_artifact_dir, tmp_path, workers=2)
+    try:
+        body = json.dumps(SETOSA).encode()
+        sent = 60
+        for _ in range(sent):  # a new connection each: the kernel spreads them over the workers
+            assert server.post("/predict", body)[0] == 200
+        labels = {"route": "/predict", "method": "POST", "status": "200"}
+        wanted = {
+            ("iris_http_requests_total", frozenset(labels.items())): sent,
+            ("iris_http_request_duration_seconds_count", frozenset(labels.items())): sent,
+            ("iris_predictions_total", frozenset({("species", "setosa")})): sent,
+        }
 
-    assert status == 200
-    labels = {"route": "/predict", "method": "POST", "status": "200"}
-    count = "iris_http_requests_total"
-    assert _metric(after, count, **labels) - _metric(before, count, **labels) == sent
-    histogram = "iris_http_request_duration_seconds_count"
-    assert _metric(after, histogram, **labels) - _metric(before, histogram, **labels) == sent
-    species = "iris_predictions_total"
-    assert (
-        _metric(after, species, species="setosa") - _metric(before, species, species="setosa")
-        == sent
-    )
-    # Reported once, not once per worker.
-    assert sum(line.startswith("iris_model_info{") for line in after.splitlines()) == 1
-    # Both workers served some of them: each wrote its own counter file.
-    writers = {path.name for path in server.metrics_dir.glob("counter_*.db")}
-    assert len(writers) >= 2, writers
+        def counted(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+            return {(name, chosen): _metric(text, name, **dict(chosen)) for name, chosen in wanted}
+
+        # Wait for the last answer's turn to end (at most 10 s), then compare exactly: too
+        # few means updates were lost, too many that some were written twice.
+        status, after = server.metrics_when(lambda text: min(counted(text).values()) >= sent)
+
+        assert status == 200
+        assert counted(after) == wanted
+        # Reported once, not once per worker.
+        assert sum(line.startswith("iris_model_info{") for line in after.splitlines()) == 1
+        # Both workers served some of them: each wrote its own counter file.
+        writers = {path.name for path in server.metrics_dir.glob("counter_*.db")}
+        assert len(writers) >= 2, writers
+    finally:
+        server.stop()
 
 
 def test_workers_serve_the_exported_arrays_without_scikit_learn_or_pandas(
@@ -176,8 +182,16 @@ def test_workers_serve_the_exported_arrays_without_scikit_learn_or_pandas(
 def test_request_lines_are_json_with_request_id_and_no_body(server: ServiceServer) -> None:
     marker = "3.14159"
     server.post("/predict", json.dumps({**SETOSA, "sepal_width": float(marker)}).encode())
-    server.post("/predict", b'{"sepal_length": "secret-value"}')
-    time.sleep(0.2)
+    last = "lines-test-last"
+    request(
+        server.port,
+        "POST",
+        "/predict",
+        b'{"sepal_length": "secret-value"}',
+        headers={"X-Request-ID": last},
+    )
+    # A worker writes a turn's lines when the turn ends, just after its answers went out.
+    server.wait_until(lambda: last in server.log_text(), timeout=10)
     lines = [json.loads(line) for line in server.log_lines()]  # every line is JSON
 
     requests = [line for line in lines if line.get("logger") == "iris.access"]
