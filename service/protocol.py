@@ -1,4 +1,5 @@
-"""uvicorn's HTTP/1.1 protocol with the two limits on request headers that it lacks.
+"""uvicorn's HTTP/1.1 protocol with the two limits on request headers that it lacks, and
+answers written in one piece.
 
 The app only sees a request once its headers are complete, so it cannot protect itself
 from a client that is slow or endless in sending them. uvicorn (0.54, httptools parser)
@@ -8,6 +9,10 @@ This subclass adds a deadline for the request line and headers (the body timeout
 IRIS_BODY_TIMEOUT, counted from the connection or from the request's first byte) and a
 cap on their size (MAX_HEADER_BYTES); either ends the connection with a JSON 408 or 431.
 service.server installs it in every worker (gunicorn's post_fork hook).
+
+uvicorn writes an answer's status line and headers, then its body: two system calls and
+two TCP segments (the socket has TCP_NODELAY) for every response, and a client woken
+twice. Here the head waits for the body's first bytes and both go out in one write.
 """
 
 from __future__ import annotations
@@ -64,6 +69,44 @@ class _PendingHeaders:
 _pending = _PendingHeaders()
 
 
+class _HeadWithBody:
+    """The transport as a response cycle sees it: the status line and headers it writes
+    are held and go out with the body's first bytes (or before a close), so a response
+    is one write (one system call, one TCP segment) instead of two.
+
+    An interim `100 Continue` goes out at once. A HEAD response, which has no body to
+    wait for, is never given one of these.
+    """
+
+    __slots__ = ("_head", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head: bytes | None = None  # None: nothing written yet; b"": head sent
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is None and not data.startswith(b"HTTP/1.1 1"):
+            self._head = data  # the status line and headers: wait for the body
+        elif head:
+            self._head = b""
+            self._transport.writelines((head, data))
+        else:
+            self._transport.write(data)
+
+    def close(self) -> None:
+        if self._head:
+            self._transport.write(self._head)
+            self._head = b""
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """HttpToolsProtocol that cuts off slow or oversized request headers."""
 
@@ -104,10 +147,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._start_header_clock()
 
     def on_headers_complete(self) -> None:
-        """Headers in time and in size: the request goes to the app as usual."""
+        """Headers in time and in size: the request goes to the app as usual, its answer
+        written in one piece."""
         self.header_deadline = None
         _pending.waiting.discard(self)
+        previous = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not previous and cycle is not None and self.scope["method"] != "HEAD":
+            cycle.transport = _HeadWithBody(self.transport)  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         """Parse as uvicorn does, then count the bytes of headers still incomplete."""
