@@ -77,6 +77,10 @@ def _post(path: str, body: bytes, extra: bytes = b"") -> bytes:
     )
 
 
+@pytest.mark.skipif(
+    not Path("/proc/self/io").exists(),
+    reason="the kernel keeps no per-process I/O counts (/proc/<pid>/io)",
+)
 def test_each_answer_is_one_write(quiet_server: ServiceServer) -> None:
     (worker,) = quiet_server.workers()
     answers = [
