@@ -72,7 +72,7 @@ _pending = _PendingHeaders()
 class _HeadWithBody:
     """The transport as a response cycle sees it: the status line and headers it writes
     are held and go out with the body's first bytes (or before a close), so a response
-    is one write (one system call, one TCP segment) instead of two.
+    is one write instead of two (one system call, and one TCP segment when it fits).
 
     An interim `100 Continue` goes out at once. A HEAD response, which has no body to
     wait for, is never given one of these.
