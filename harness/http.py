@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.client
+import re
+import socket
 from collections.abc import Mapping
 
 
@@ -36,3 +38,31 @@ def try_request(
         return request(port, method, path, body, timeout=timeout)[0]
     except (OSError, http.client.HTTPException):
         return None
+
+
+def read_response(
+    connection: socket.socket, buffered: bytes = b"", *, has_body: bool = True
+) -> tuple[bytes, bytes, bytes]:
+    """One whole response read off a raw `connection`: its head, its body (Content-Length
+    bytes; none for an answer to HEAD) and whatever came after it, which the next call
+    takes as `buffered` (pipelined answers). Raises ConnectionError when the connection
+    closes first, ValueError for an answer without Content-Length."""
+    data = buffered
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"connection closed mid-head: {data!r}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = 0
+    if has_body:
+        declared = re.search(rb"content-length: (\d+)", head.lower())
+        if declared is None:
+            raise ValueError(f"no Content-Length in {head!r}")
+        length = int(declared.group(1))
+    while len(rest) < length:
+        chunk = connection.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed mid-body")
+        rest += chunk
+    return head, rest[:length], rest[length:]

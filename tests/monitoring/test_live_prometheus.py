@@ -207,8 +207,7 @@ def _counted(service: ServiceServer, sent: int) -> dict[SeriesKey, float]:
     """The service's samples once all `sent` prediction requests are counted: a worker
     records a request after its answer has gone out, so a client can be a moment ahead."""
 
-    def probe() -> dict[SeriesKey, float] | None:
-        exposed = samples(service.metrics()[1].decode())
+    def counts(exposed: dict[SeriesKey, float]) -> tuple[float, float]:
         counted = sum(_prediction_requests(exposed).values())
         observed = sum(
             value
@@ -216,9 +215,15 @@ def _counted(service: ServiceServer, sent: int) -> dict[SeriesKey, float]:
             if name == "iris_http_request_duration_seconds_count"
             and dict(labels)["route"] in PREDICTION_ROUTES
         )
-        return exposed if counted == observed == sent else None
+        return counted, observed
 
-    return _poll(service, f"the service to count {sent} prediction requests", probe)
+    status, text = service.metrics_when(
+        lambda text: counts(samples(text)) == (sent, sent), timeout=DEADLINE_SECONDS
+    )
+    exposed = samples(text)
+    assert status == 200, text
+    assert counts(exposed) == (sent, sent), f"the service counted {counts(exposed)} of {sent}"
+    return exposed
 
 
 class Prometheus(Server):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.http import request
+from harness.http import read_response, request
 from harness.servers import ServiceServer, start_service
 
 pytestmark = [pytest.mark.integration]
@@ -45,26 +45,6 @@ def _writes(pid: int) -> int:
     found = re.search(r"^syscw: (\d+)$", Path(f"/proc/{pid}/io").read_text(), re.MULTILINE)
     assert found
     return int(found.group(1))
-
-
-def _read_answer(
-    connection: socket.socket, buffered: bytes = b"", *, has_body: bool = True
-) -> tuple[bytes, bytes, bytes]:
-    """One whole response (head, body) off `connection`, and what came after it; an
-    answer to HEAD has no body, whatever its Content-Length says."""
-    data = buffered
-    while b"\r\n\r\n" not in data:
-        chunk = connection.recv(65536)
-        assert chunk, f"connection closed mid-head: {data!r}"
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    declared = re.search(rb"content-length: (\d+)", head.lower())
-    length = int(declared.group(1)) if declared and has_body else 0
-    while len(rest) < length:
-        chunk = connection.recv(65536)
-        assert chunk, "connection closed mid-body"
-        rest += chunk
-    return head, rest[:length], rest[length:]
 
 
 def _post(path: str, body: bytes, extra: bytes = b"") -> bytes:
@@ -107,7 +87,7 @@ def test_an_interim_100_continue_goes_out_before_the_body_is_sent(
         interim = connection.recv(65536)
         assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
         connection.sendall(SETOSA)
-        head, body, _ = _read_answer(connection)
+        head, body, _ = read_response(connection)
 
     assert head.startswith(b"HTTP/1.1 200 ")
     assert json.loads(body)["species"] == "setosa"
@@ -116,11 +96,11 @@ def test_an_interim_100_continue_goes_out_before_the_body_is_sent(
 def test_a_head_request_gets_its_head_without_a_body(quiet_server: ServiceServer) -> None:
     with socket.create_connection(("127.0.0.1", quiet_server.port), timeout=5) as connection:
         connection.sendall(b"HEAD /livez HTTP/1.1\r\nHost: x\r\n\r\n")
-        head, _, rest = _read_answer(connection, has_body=False)
+        head, _, rest = read_response(connection, has_body=False)
         assert rest == b""
         # The connection stays usable: the next answer is whole and in order.
         connection.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
-        after, body, _ = _read_answer(connection)
+        after, body, _ = read_response(connection)
 
     assert head.startswith(b"HTTP/1.1 ")
     assert b"x-request-id:" in head.lower()
@@ -138,7 +118,7 @@ def test_pipelined_requests_get_whole_answers_in_order(quiet_server: ServiceServ
         answers = []
         rest = b""
         for _ in sent:
-            head, body, rest = _read_answer(connection, rest)
+            head, body, rest = read_response(connection, rest)
             answers.append((head.split(b" ", 2)[1], body))
 
     assert [status for status, _ in answers] == [b"200", b"422", b"200"]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.http import request
+from harness.http import read_response, request
 from harness.servers import ServiceServer, service_server, start_service
 from model.artifact import CLASS_NAMES, load
 
@@ -212,20 +212,6 @@ def test_request_lines_are_json_with_request_id_and_no_body(server: ServiceServe
     assert all(line["preloaded"] for line in serving)
 
 
-def _read_response(connection: socket.socket) -> str:
-    """One whole HTTP/1.1 response (headers and Content-Length bytes of body)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += connection.recv(65536)
-    head, _, rest = data.partition(b"\r\n\r\n")
-    declared = re.search(rb"content-length: (\d+)", head.lower())
-    assert declared, head
-    length = int(declared.group(1))
-    while len(rest) < length:
-        rest += connection.recv(65536)
-    return (head + b"\r\n\r\n" + rest).decode()
-
-
 def test_sigterm_drains_readiness_then_finishes_in_flight_requests(
     tmp_path: Path, trained_artifact_dir: Path
 ) -> None:
@@ -248,10 +234,10 @@ def test_sigterm_drains_readiness_then_finishes_in_flight_requests(
         assert server.post("/predict", body)[0] == 200  # but requests are still served
 
         slow.sendall(body[20:])
-        answer = _read_response(slow)
+        head, answer, _ = read_response(slow)
         slow.close()
-        assert answer.startswith("HTTP/1.1 200"), answer
-        assert '"species":"setosa"' in answer
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert b'"species":"setosa"' in answer
 
         assert server.process.wait(timeout=20) == 0
     finally:
