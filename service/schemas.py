@@ -357,14 +357,22 @@ class V2Ready(BaseModel):
 _Number = Annotated[float, Field(strict=True)]
 
 
+# The request's length limits; service.v2_header's plain parse checks the same ones.
+V2_MAX_NAME = 256
+"""Characters of a tensor's or an output's name, and of a request id."""
+V2_MAX_DATATYPE = 16
+V2_MAX_DIMENSIONS = 8
+V2_MAX_OUTPUTS = 2
+
+
 class V2RequestInput(BaseModel):
     """One input tensor."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(max_length=256)
-    shape: list[int] = Field(max_length=8)
-    datatype: str = Field(max_length=16)
+    name: str = Field(max_length=V2_MAX_NAME)
+    shape: list[int] = Field(max_length=V2_MAX_DIMENSIONS)
+    datatype: str = Field(max_length=V2_MAX_DATATYPE)
     parameters: dict[str, Any] | None = Field(
         default=None,
         description="With the binary tensor data extension, `binary_data_size`: the bytes "
@@ -380,7 +388,7 @@ class V2RequestOutput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(max_length=256)
+    name: str = Field(max_length=V2_MAX_NAME)
     parameters: dict[str, Any] | None = None
 
 
@@ -406,10 +414,10 @@ class V2InferenceRequest(BaseModel):
         },
     )
 
-    id: str | None = Field(default=None, max_length=256)
+    id: str | None = Field(default=None, max_length=V2_MAX_NAME)
     parameters: dict[str, Any] | None = None
     inputs: list[V2RequestInput] = Field(min_length=1, max_length=1)
-    outputs: list[V2RequestOutput] | None = Field(default=None, max_length=2)
+    outputs: list[V2RequestOutput] | None = Field(default=None, max_length=V2_MAX_OUTPUTS)
 
 
 class V2ResponseOutput(BaseModel):

@@ -19,13 +19,17 @@ import orjson
 from pydantic import ValidationError
 
 from service.errors import BadRequestError, validation_detail
-from service.schemas import V2InferenceRequest
+from service.schemas import (
+    V2_MAX_DATATYPE,
+    V2_MAX_DIMENSIONS,
+    V2_MAX_NAME,
+    V2_MAX_OUTPUTS,
+    V2InferenceRequest,
+)
 
 _REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
 _INPUT_KEYS = frozenset({"name", "shape", "datatype", "parameters"})
 _OUTPUT_KEYS = frozenset({"name", "parameters"})
-# The schema's limits (service.schemas.V2RequestInput and V2InferenceRequest).
-_MAX_NAME, _MAX_DATATYPE, _MAX_DIMENSIONS, _MAX_OUTPUTS = 256, 16, 8, 2
 # Larger dimensions are left to the schema (its int has limits of its own); no real
 # shape comes near them.
 _MAX_DIMENSION = 2**31
@@ -120,7 +124,7 @@ def plain(raw: bytes) -> Header | None:
             return None
     request_id = data.get("id")
     parameters = data.get("parameters")
-    if tensor is None or not (_text(request_id, _MAX_NAME) or request_id is None):
+    if tensor is None or not (_text(request_id, V2_MAX_NAME) or request_id is None):
         return None
     if parameters is not None and type(parameters) is not dict:
         return None
@@ -136,9 +140,9 @@ def _tensor(item: Any) -> Tensor | None:
         return None  # not an object, or it holds `data` (or a field the schema refuses)
     name, shape, datatype = item.get("name"), item.get("shape"), item.get("datatype")
     parameters = item.get("parameters")
-    if not (_text(name, _MAX_NAME) and _text(datatype, _MAX_DATATYPE)):
+    if not (_text(name, V2_MAX_NAME) and _text(datatype, V2_MAX_DATATYPE)):
         return None
-    if type(shape) is not list or len(shape) > _MAX_DIMENSIONS:
+    if type(shape) is not list or len(shape) > V2_MAX_DIMENSIONS:
         return None
     for size in shape:
         if type(size) is not int or not -_MAX_DIMENSION < size < _MAX_DIMENSION:
@@ -149,14 +153,16 @@ def _tensor(item: Any) -> Tensor | None:
 
 
 def _outputs(items: Any) -> list[Output] | None:
-    if type(items) is not list or len(items) > _MAX_OUTPUTS:
+    if type(items) is not list or len(items) > V2_MAX_OUTPUTS:
         return None
     outputs = []
     for item in items:
         if type(item) is not dict or not _OUTPUT_KEYS.issuperset(item):
             return None
         name, parameters = item.get("name"), item.get("parameters")
-        if not _text(name, _MAX_NAME) or (parameters is not None and type(parameters) is not dict):
+        if not _text(name, V2_MAX_NAME):
+            return None
+        if parameters is not None and type(parameters) is not dict:
             return None
         outputs.append(Output(name, parameters))
     return outputs
