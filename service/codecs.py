@@ -260,6 +260,12 @@ class Codec:
         # Each class's label, as text and as an element of a binary BYTES tensor, in object
         # arrays: indexing one by the class indices picks a batch's labels in C.
         self._labels = np.array(contract.class_names, dtype=object)
+        # A row of a binary tensor as one element (n_features little-endian values): the
+        # bytes are read as rows at once, and the dtype is made here, not per request.
+        self._binary_row = {
+            kind: np.dtype((little_endian, (self.n_features,)))
+            for kind, little_endian in _LITTLE_ENDIAN.items()
+        }
         self._label_elements = np.array(
             [bytes_element(name.encode()) for name in contract.class_names], dtype=object
         )
@@ -459,8 +465,8 @@ class Codec:
     def _binary_tensor_rows(
         self, where: str, shape: list[int], dtype: type[Any], size: int, data: bytes
     ) -> npt.NDArray[np.floating[Any]]:
-        itemsize = np.dtype(dtype).itemsize
-        expected = shape[0] * self.n_features * itemsize
+        row = self._binary_row[dtype]
+        expected = shape[0] * row.itemsize
         if size != len(data):
             raise BadRequestError(
                 f"{where}: binary_data_size is {size}, but {len(data)} bytes follow the JSON header"
@@ -470,9 +476,8 @@ class Codec:
                 f"{where}: shape {shape} of {np.dtype(dtype).name} needs {expected} bytes of "
                 f"binary data, binary_data_size is {size}"
             )
-        # Read as rows of n_features values at once (no reshape); check_tensor_rows checks
-        # them as they are and converts them.
-        return np.frombuffer(data, dtype=(_LITTLE_ENDIAN[dtype], (self.n_features,)))
+        # Rows at once (no reshape); check_tensor_rows checks them as they are and converts them.
+        return np.frombuffer(data, dtype=row)
 
     def encode_inference(
         self,
