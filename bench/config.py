@@ -25,6 +25,20 @@ def _skipped() -> list[str]:
     return [s.strip() for s in os.environ.get("BENCH_SKIP", "").split(",") if s.strip()]
 
 
+CLIENT_SCHEDULING = ("batch", "normal")
+"""How wrk is scheduled: `batch` (SCHED_BATCH: it never preempts a server on waking up;
+docs/performance.md says why) or `normal` (as any process)."""
+
+
+def _client_scheduling() -> str:
+    value = os.environ.get("BENCH_CLIENT_SCHED", "").strip() or "batch"
+    if value not in CLIENT_SCHEDULING:
+        raise ValueError(
+            f"BENCH_CLIENT_SCHED must be one of {', '.join(CLIENT_SCHEDULING)}: {value!r}"
+        )
+    return value
+
+
 def _results_dir() -> Path:
     return Path(os.environ.get("BENCH_RESULTS", REPO_ROOT / "bench/results"))
 
@@ -45,5 +59,6 @@ class Config:
     # Runs during which other processes kept more than this many cores busy are left out
     # of the medians (if the case has a quieter run): on 2 cores they measure the neighbours.
     max_other_cpu: float = field(default_factory=lambda: env_float("BENCH_MAX_OTHER_CPU", 0.25))
+    client_sched: str = field(default_factory=_client_scheduling)
     skip: list[str] = field(default_factory=_skipped)
     results: Path = field(default_factory=_results_dir)

@@ -20,6 +20,15 @@ def worker_cpu(server: Server) -> dict[int, float]:
     return procs.per_process([server.pid, *procs.descendants(server.pid)], procs.cpu_seconds)
 
 
+def preemptions(server: Server) -> dict[int, int]:
+    """Involuntary context switches so far of every serving process (as worker_cpu)."""
+    return procs.per_process([server.pid, *procs.descendants(server.pid)], procs.preemptions)
+
+
+def _difference(before: dict[int, int], after: dict[int, int]) -> int:
+    return sum(after[pid] - before[pid] for pid in set(after) & set(before))
+
+
 def busy_cpu_seconds() -> tuple[float, float]:
     """CPU seconds all cores have spent not idle since boot, and of those in interrupts
     (mostly the loopback network's softirqs), from /proc/stat."""
@@ -40,13 +49,29 @@ def measure(case: Case, server: Server, cfg: Config) -> dict[str, Any]:
     url = f"{server.base_url}{case.path}"
     body = _body_file(case)
     if cfg.warmup > 0:
-        run_wrk(url, body, cfg.warmup, cfg.connections, cfg.threads, headers=case.headers)
+        run_wrk(
+            url,
+            body,
+            cfg.warmup,
+            cfg.connections,
+            cfg.threads,
+            headers=case.headers,
+            scheduling=cfg.client_sched,
+        )
     before = worker_cpu(server)
+    switched_before = preemptions(server)
     busy_before = busy_cpu_seconds()
     result: WrkResult = run_wrk(
-        url, body, cfg.duration, cfg.connections, cfg.threads, headers=case.headers
+        url,
+        body,
+        cfg.duration,
+        cfg.connections,
+        cfg.threads,
+        headers=case.headers,
+        scheduling=cfg.client_sched,
     )
     busy_after = busy_cpu_seconds()
+    switched = _difference(switched_before, preemptions(server))
     after = worker_cpu(server)
     # gunicorn: its workers (the master only supervises). MLServer: every process, since
     # its HTTP server and inference pool are separate processes when parallel_workers > 0.
@@ -79,6 +104,9 @@ def measure(case: Case, server: Server, cfg: Config) -> dict[str, Any]:
         "client_cpu": round(result.client_cpu_s / result.duration_s, 3),
         "other_cpu": round(max(other, 0.0), 3),
         "interrupt_cpu": round(interrupts / result.duration_s, 3),
+        # How often the server was switched out though it could have gone on: mostly wrk,
+        # woken by an answer, taking the core (config client_sched says how it ran).
+        "preemptions_per_request": round(switched / result.requests, 3) if result.requests else 0.0,
     }
 
 
@@ -140,7 +168,13 @@ def profile_worker(server: Server, case: Case, cfg: Config, out: Path) -> list[s
     spy = _py_spy(worker, cfg.profile, raw)
     url = f"{server.base_url}{case.path}"
     run_wrk(
-        url, _body_file(case), cfg.profile + 1, cfg.connections, cfg.threads, headers=case.headers
+        url,
+        _body_file(case),
+        cfg.profile + 1,
+        cfg.connections,
+        cfg.threads,
+        headers=case.headers,
+        scheduling=cfg.client_sched,
     )
     spy.wait(timeout=cfg.profile + 30)
     total, top = top_functions(raw)

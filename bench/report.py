@@ -33,7 +33,15 @@ def summarise(case: Case, max_other_cpu: float) -> Summary:
     used = quiet or runs
     med = {
         key: statistics.median(r[key] for r in used)
-        for key in ("rps", "rows_per_s", "p50_ms", "p90_ms", "p99_ms", "cpu_us_per_request")
+        for key in (
+            "rps",
+            "rows_per_s",
+            "p50_ms",
+            "p90_ms",
+            "p99_ms",
+            "cpu_us_per_request",
+            "preemptions_per_request",
+        )
         if all(key in r for r in used)
     }
     return {
@@ -170,6 +178,7 @@ def _row(summary: Summary, summaries: dict[str, Summary]) -> str:
         _vs(summary, mlserver),
         _vs(summary, summaries.get("raw")) if single else "-",
         fmt(summary.get("cpu_us_per_request")),
+        fmt(summary.get("preemptions_per_request"), 2),
         "/".join(f"{c:.0%}" for c in last),
         f"{summary['imbalanced_runs']}/{runs}",
         f"{summary['runs_used']}/{runs}",
@@ -182,9 +191,10 @@ def table(summaries: dict[str, Summary]) -> str:
     """The Markdown table docs/performance.md shows."""
     header = (
         "| case | req/s (min-max) | p50 ms | p99 ms | rows/s | vs tidy | vs MLServer "
-        "| vs raw ASGI | CPU us/req | worker CPU | imbalanced | runs used | other CPU |"
+        "| vs raw ASGI | CPU us/req | preempted /req | worker CPU | imbalanced | runs used "
+        "| other CPU |"
     )
-    lines = [header, "|" + "---|" * 13]
+    lines = [header, "|" + "---|" * 14]
     lines += [_row(summary, summaries) for summary in summaries.values()]
     return "\n".join(lines)
 

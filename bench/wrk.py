@@ -27,6 +27,24 @@ def wrk_binary() -> str:
     return found
 
 
+def scheduling_prefix(policy: str) -> list[str]:
+    """The command that runs wrk under `policy`: `chrt --batch 0` for SCHED_BATCH, nothing for
+    `normal`. wrk shares the server's two cores here; a normal process woken by a response
+    preempts the server that sent it, a batch one waits for the server to block or use up
+    its time slice, as a client on another machine would not be in its way at all."""
+    if policy == "normal":
+        return []
+    if policy != "batch":
+        raise ValueError(f"unknown client scheduling {policy!r}")
+    chrt = shutil.which("chrt")
+    if chrt is None:
+        raise WrkMissingError(
+            "chrt (util-linux) is not on PATH: it runs wrk as SCHED_BATCH; "
+            "set BENCH_CLIENT_SCHED=normal to run without it"
+        )
+    return [chrt, "--batch", "0"]
+
+
 @dataclass(frozen=True)
 class WrkResult:
     """One wrk run: counts, latency percentiles, and the CPU wrk itself used."""
@@ -54,10 +72,13 @@ def run_wrk(
     threads: int,
     timeout_s: float = 5.0,
     headers: Mapping[str, str] | None = None,
+    scheduling: str = "batch",
 ) -> WrkResult:
     """POST `body_file` to `url` from `connections` keep-alive connections for `duration_s`,
-    with `headers` besides `Content-Type: application/json`."""
+    with `headers` besides `Content-Type: application/json`, wrk scheduled by `scheduling`
+    (scheduling_prefix)."""
     argv = [
+        *scheduling_prefix(scheduling),
         wrk_binary(),
         f"-t{threads}",
         f"-c{connections}",

@@ -26,6 +26,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def preemptions(pid: int) -> int:
+    """Times the process (its main thread) was switched out while it could still run."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("nonvoluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise ValueError(f"/proc/{pid}/status has no nonvoluntary_ctxt_switches")
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of the process."""
     pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
