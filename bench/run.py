@@ -12,7 +12,8 @@ BENCH_COLD_STARTS (3), BENCH_MLSERVER_WORKERS (MLServer parallel_workers, 0 = in
 server process, its fastest setting here), BENCH_SKIP (comma-separated server names),
 BENCH_PROFILE (seconds of py-spy on one service worker after the rounds, 0 = off),
 BENCH_MAX_OTHER_CPU (cores of other work above which a run is left out of the medians,
-0.25), BENCH_RESULTS (directory for the JSON, default bench/results).
+0.25), BENCH_CLIENT_SCHED (batch: wrk as SCHED_BATCH, the default; normal: as any process),
+BENCH_RESULTS (directory for the JSON, default bench/results).
 """
 
 from __future__ import annotations
