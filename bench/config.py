@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.wrk import CLIENT_SCHEDULING
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_VENV = REPO_ROOT / ".venv-bench"
 
@@ -25,12 +27,8 @@ def _skipped() -> list[str]:
     return [s.strip() for s in os.environ.get("BENCH_SKIP", "").split(",") if s.strip()]
 
 
-CLIENT_SCHEDULING = ("batch", "normal")
-"""How wrk is scheduled: `batch` (SCHED_BATCH: it never preempts a server on waking up;
-docs/performance.md says why) or `normal` (as any process)."""
-
-
 def _client_scheduling() -> str:
+    # wrk as SCHED_BATCH unless asked otherwise: docs/performance.md says why.
     value = os.environ.get("BENCH_CLIENT_SCHED", "").strip() or "batch"
     if value not in CLIENT_SCHEDULING:
         raise ValueError(

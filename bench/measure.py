@@ -15,14 +15,18 @@ from harness.http import request
 from harness.servers import Server
 
 
+def _serving(server: Server) -> list[int]:
+    return [server.pid, *procs.descendants(server.pid)]
+
+
 def worker_cpu(server: Server) -> dict[int, float]:
     """CPU seconds of every serving process (gunicorn's workers, or MLServer's processes)."""
-    return procs.per_process([server.pid, *procs.descendants(server.pid)], procs.cpu_seconds)
+    return procs.per_process(_serving(server), procs.cpu_seconds)
 
 
 def preemptions(server: Server) -> dict[int, int]:
     """Involuntary context switches so far of every serving process (as worker_cpu)."""
-    return procs.per_process([server.pid, *procs.descendants(server.pid)], procs.preemptions)
+    return procs.per_process(_serving(server), procs.preemptions)
 
 
 def _difference(before: dict[int, int], after: dict[int, int]) -> int:

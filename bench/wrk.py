@@ -27,15 +27,19 @@ def wrk_binary() -> str:
     return found
 
 
+CLIENT_SCHEDULING = ("batch", "normal")
+"""How wrk may be scheduled: `batch` (SCHED_BATCH, see scheduling_prefix) or `normal`."""
+
+
 def scheduling_prefix(policy: str) -> list[str]:
     """The command that runs wrk under `policy`: `chrt --batch 0` for SCHED_BATCH, nothing for
     `normal`. wrk shares the server's two cores here; a normal process woken by a response
     preempts the server that sent it, a batch one waits for the server to block or use up
     its time slice, as a client on another machine would not be in its way at all."""
+    if policy not in CLIENT_SCHEDULING:
+        raise ValueError(f"unknown client scheduling {policy!r}")
     if policy == "normal":
         return []
-    if policy != "batch":
-        raise ValueError(f"unknown client scheduling {policy!r}")
     chrt = shutil.which("chrt")
     if chrt is None:
         raise WrkMissingError(
