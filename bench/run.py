@@ -35,7 +35,7 @@ from bench.cases import Case, build_cases
 from bench.config import BENCH_VENV, REPO_ROOT, Config
 from bench.contenders import build_servers
 from bench.measure import answers, cold_start, measure, pandas_loaded, profile_worker
-from bench.wrk import WrkMissingError, wrk_binary
+from bench.wrk import WrkMissingError, scheduling_prefix, wrk_binary
 from harness import procs
 from harness.servers import Server, service_server
 
@@ -55,6 +55,7 @@ def preflight(cfg: Config) -> str | None:
     """Why the benchmark cannot run here, or None."""
     try:
         wrk_binary()
+        scheduling_prefix(cfg.client_sched)
     except WrkMissingError as exc:
         return str(exc)
     if "mlserver" not in cfg.skip and not (BENCH_VENV / "bin" / "mlserver").exists():
