@@ -39,7 +39,7 @@ from service.docs import add_docs
 from service.errors import ServiceError, handle_error
 from service.front import BINARY_KEY, BODY_KEY, ROUTE_KEY, Front, respond
 from service.logs import SERVICE_LOGGER, RequestLog
-from service.routes import ROUTES, Call, Match, Router, document
+from service.routes import ROUTES, Call, Match, Reply, Router, document
 from service.settings import Settings
 
 log = logging.getLogger(SERVICE_LOGGER)
@@ -58,9 +58,15 @@ class Dispatcher:
         if match is None:
             await self.app(scope, receive, send)
             return
-        call = Call(scope.get(BODY_KEY, b""), match.params, scope.get(BINARY_KEY))
-        reply = match.route.handler(self.plane, call)
+        reply = self.reply(
+            match, Call(scope.get(BODY_KEY, b""), match.params, scope.get(BINARY_KEY))
+        )
         await respond(send, reply.status, reply.body, reply.media_type.encode(), reply.headers)
+
+    def reply(self, match: Match, call: Call) -> Reply:
+        """The matched route's handler on the data plane (also the front's, for requests the
+        server hands over whole: Front.complete)."""
+        return match.route.handler(self.plane, call)
 
 
 class IrisApp:
@@ -73,14 +79,18 @@ class IrisApp:
         self.preloaded: ServedModel | None = None
         self.plane = DataPlane(self.state, settings.max_batch_rows, settings.git_revision)
         self.api = _fastapi(self, settings)
+        dispatcher = Dispatcher(self.api, self.plane)
         self.front = Front(
-            Dispatcher(self.api, self.plane),
+            dispatcher,
             Router(ROUTES),
             max_body_bytes=settings.max_body_bytes,
             body_timeout=settings.body_timeout,
             request_log=RequestLog(settings.log_format),
             model_version=self._model_version,
+            reply=dispatcher.reply,
         )
+        # The server's way around ASGI for a request that arrived whole (service.protocol).
+        self.complete_request = self.front.complete
 
     def _model_version(self) -> str:
         model = self.state.model

@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,7 +35,7 @@ from service.errors import (
     error_body,
 )
 from service.logs import SERVICE_LOGGER, RequestLog
-from service.routes import Body, Match, Router
+from service.routes import Body, Call, Match, Reply, Router
 from service.turns import running_loop
 
 log = logging.getLogger(SERVICE_LOGGER)
@@ -74,6 +74,16 @@ class _RequestIds:
 new_request_id = _RequestIds().next
 
 
+class Completed(NamedTuple):
+    """A whole answer made by `Front.complete`: status, headers (content type and length,
+    the route's own, X-Request-ID), body, and whether the connection must close after it."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    close: bool = False
+
+
 class ClientDisconnectedError(Exception):
     """The client closed the connection before sending its whole body."""
 
@@ -89,9 +99,13 @@ class _Headers(NamedTuple):
 
     @classmethod
     def of(cls, scope: Scope) -> _Headers:
+        return cls.read(scope["headers"])
+
+    @classmethod
+    def read(cls, headers: Iterable[tuple[bytes, bytes]]) -> _Headers:
         content_type = content_length = request_id = binary_header = None
         chunked = False
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name == b"content-type":
                 content_type = value
             elif name == b"content-length":
@@ -122,8 +136,10 @@ class Front:
         body_timeout: float,
         request_log: RequestLog,
         model_version: Callable[[], str],
+        reply: Callable[[Match, Call], Reply] | None = None,
     ) -> None:
         self.app = app
+        self.reply = reply
         self.router = router
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
@@ -168,7 +184,9 @@ class Front:
         try:
             body_policy = match.route.body if match is not None else None
             if body_policy is not None:
-                _admit(body_policy, scope, headers)
+                binary = _admit(body_policy, path, headers)
+                if binary is not None:
+                    scope[BINARY_KEY] = binary
                 scope[BODY_KEY] = await self._read_body(receive, headers.content_length)
                 unread_body = False
             await self.app(scope, receive, send_with_id)
@@ -180,7 +198,56 @@ class Front:
                 await respond(send_with_id, answer.status_code, error_body(path, answer.detail))
         finally:
             elapsed = time.perf_counter() - start
-            self._record(scope, match, method, path, status, elapsed, request_id)
+            if match is not None:
+                route = match.route.path
+            else:
+                matched = scope.get("route")  # set by FastAPI's router for its own routes
+                route = getattr(matched, "path", None) or "unmatched"
+            self._record(route, method, path, status, elapsed, request_id)
+
+    def complete(
+        self, method: str, path: str, headers: Iterable[tuple[bytes, bytes]], body: bytes
+    ) -> Completed | None:
+        """A request to a route of the table whose body has fully arrived, answered at once
+        without ASGI: what `http` does for it, by the `reply` function (the dispatcher's),
+        with the same status, headers, body, log line and metrics. None when there is no
+        `reply` or the route is not in the table (the server then hands the request to the
+        ASGI app as usual). service.protocol calls it; everything else goes through `http`.
+        """
+        reply = self.reply
+        match = self.router.match(method, path)
+        if reply is None or match is None:
+            return None
+        start = time.perf_counter()
+        seen = _Headers.read(headers)
+        request_id = seen.request_id or new_request_id()
+        policy = match.route.body
+        # As in `http`: a body not taken (no policy, or refused by it) ends the connection.
+        unread_body = seen.declares_body
+        try:
+            binary = None
+            if policy is not None:
+                binary = _admit(policy, path, seen)
+                if len(body) > self.max_body_bytes:
+                    raise _too_large(self.max_body_bytes)
+                unread_body = False
+            answer = reply(match, Call(body if policy is not None else b"", match.params, binary))
+            status, media_type, content = answer.status, answer.media_type.encode(), answer.body
+            extra = answer.headers
+        except Exception as exc:  # noqa: BLE001 - every failure gets its answer and log line
+            failure = self._failure(exc, path, request_id)
+            status, media_type, extra = failure.status_code, b"application/json", ()
+            content = error_body(path, failure.detail)
+        answered = [
+            (b"content-type", media_type),
+            (b"content-length", str(len(content)).encode()),
+            *extra,
+            (b"x-request-id", request_id),
+        ]
+        self._record(
+            match.route.path, method, path, status, time.perf_counter() - start, request_id
+        )
+        return Completed(status, answered, content, unread_body)
 
     def _failure(self, exc: Exception, path: str, request_id: bytes) -> ServiceError:
         """The error to answer for `exc`, logged where the client's answer alone says too little."""
@@ -210,20 +277,14 @@ class Front:
 
     def _record(
         self,
-        scope: Scope,
-        match: Match | None,
+        route: str,
         method: str,
         path: str,
         status: int,
         elapsed: float,
         request_id: bytes,
     ) -> None:
-        """The request's metrics and log line."""
-        if match is not None:
-            route = match.route.path
-        else:
-            matched = scope.get("route")  # set by FastAPI's router for its own routes
-            route = getattr(matched, "path", None) or "unmatched"
+        """The request's metrics (by route template) and log line."""
         metrics.observe_request(route, method, status, elapsed)
         # 4xx are the client's business: INFO, never a traceback.
         level = logging.ERROR if status >= 500 and status != _CLIENT_CLOSED else logging.INFO
@@ -270,15 +331,13 @@ class Front:
             deadlines.forget(task)
 
 
-def _admit(policy: Body, scope: Scope, headers: _Headers) -> None:
-    """Apply a route's body policy to the headers (the front then reads the body)."""
+def _admit(policy: Body, path: str, headers: _Headers) -> bytes | None:
+    """Apply a route's body policy to the headers (the body is read next); the
+    Inference-Header-Content-Length value when the route takes binary tensors."""
     _check_content_type(policy, headers.content_type)
-    if headers.binary_header is not None:
-        if not policy.binary_tensors:
-            raise BadRequestError(
-                f"{scope['path']} takes no binary tensors (Inference-Header-Content-Length)"
-            )
-        scope[BINARY_KEY] = headers.binary_header
+    if headers.binary_header is not None and not policy.binary_tensors:
+        raise BadRequestError(f"{path} takes no binary tensors (Inference-Header-Content-Length)")
+    return headers.binary_header
 
 
 def _check_content_type(policy: Body, content_type: bytes | None) -> None:

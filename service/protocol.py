@@ -19,10 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 from service.logs import SERVICE_LOGGER
 
@@ -107,8 +112,27 @@ class _HeadWithBody:
         return getattr(self._transport, name)
 
 
+Complete = Callable[[str, str, Iterable[tuple[bytes, bytes]], bytes], Any]
+"""`complete_request(method, path, headers, body)` of an app: a whole answer with `status`,
+`headers`, `body` and `close` (service.front.Completed), or None to be called through ASGI."""
+
+
+def _complete_request(app: Any) -> Complete | None:
+    # The app's own entry point for whole requests, under the middleware uvicorn wraps it
+    # in (each holds the next as `app`, as ASGI middleware do).
+    for _ in range(8):
+        found = getattr(app, "complete_request", None)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+        app = getattr(app, "app", None)
+        if app is None:
+            break
+    return None
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol that cuts off slow or oversized request headers."""
+    """HttpToolsProtocol that cuts off slow or oversized request headers, and answers a
+    request that arrived whole through the app's `complete_request` when it has one."""
 
     header_timeout: ClassVar[float] = 10.0
     """Seconds a client gets for a request line and headers (set from IRIS_BODY_TIMEOUT)."""
@@ -118,6 +142,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # When the current request's headers must be complete; None once they are.
         self.header_deadline: float | None = None
         self._header_bytes = 0
+        self._complete = _complete_request(self.app)
+        # A request whose headers are in but whose ASGI task is not started: it is
+        # answered by `_complete` once its body is in, if that happens in the same read.
+        self._holding = False
+        self._held: tuple[RequestResponseCycle, Any] | None = None
 
     @classmethod
     def sweep_interval(cls) -> float:
@@ -152,14 +181,68 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.header_deadline = None
         _pending.waiting.discard(self)
         previous = self.cycle
-        super().on_headers_complete()
+        self._holding = (
+            self._complete is not None
+            and not self.expect_100_continue
+            and self.parser.get_method() in (b"GET", b"POST")
+        )
+        try:
+            super().on_headers_complete()
+        finally:
+            self._holding = False
         cycle = self.cycle
         if cycle is not previous and cycle is not None and self.scope["method"] != "HEAD":
             cycle.transport = _HeadWithBody(self.transport)  # type: ignore[assignment]
 
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        # Called by on_headers_complete for a request that may start now. Hold it if the
+        # body may still arrive in this read; app is the app itself unless uvicorn put
+        # its over-the-limit answer in its place.
+        if self._holding and app is self.app:
+            self._held = (cycle, app)
+            return
+        super()._start_asgi_task(cycle, app)
+
+    def on_message_complete(self) -> None:
+        """The whole request is in: answer a held one at once, without an ASGI task."""
+        super().on_message_complete()
+        held = self._held
+        if held is not None and held[0] is self.cycle:
+            self._held = None
+            self._answer_whole(*held)
+
+    def _answer_whole(self, cycle: RequestResponseCycle, app: Any) -> None:
+        scope = cycle.scope
+        answer = None
+        if self._complete is not None and not self.transport.is_closing():
+            answer = self._complete(
+                scope["method"], scope["path"], scope["headers"], bytes(cycle.body)
+            )
+        if answer is None:
+            super()._start_asgi_task(cycle, app)
+            return
+        keep_alive = cycle.keep_alive and not answer.close
+        content = [STATUS_LINE[answer.status]]
+        for name, value in (*self.server_state.default_headers, *answer.headers):
+            content += (name, b": ", value, b"\r\n")
+        if not keep_alive:
+            content.append(b"connection: close\r\n")
+        content += (b"\r\n", answer.body)
+        self.transport.write(b"".join(content))
+        cycle.response_started = cycle.response_complete = True
+        if not keep_alive:
+            self.transport.close()
+        self.on_response_complete()
+
     def data_received(self, data: bytes) -> None:
-        """Parse as uvicorn does, then count the bytes of headers still incomplete."""
+        """Parse as uvicorn does, then count the bytes of headers still incomplete; a held
+        request whose body is still on its way goes to the app through ASGI as usual."""
         super().data_received(data)
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self.transport.is_closing():
+                super()._start_asgi_task(*held)
         # Still waiting for headers after this chunk: all of it was request line and
         # headers (or a pipelined request's start: counted too, erring on the safe side).
         if self.header_deadline is not None and not self.transport.is_closing():

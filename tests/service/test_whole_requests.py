@@ -1,0 +1,223 @@
+"""Requests that arrive whole skip ASGI (service.protocol, service.front.Front.complete).
+
+A uvicorn server runs the workers' protocol in this process, in front of an app that
+records which way each request reached it: `complete_request` (the whole request at
+once, no ASGI task) or the ASGI call. Through a real `python -m service`, every answer
+is the same whichever way its request went.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from harness.http import read_response
+from harness.ports import free_port
+from harness.servers import ServiceServer, start_service
+from service.front import Completed
+from service.protocol import GuardedHttpToolsProtocol
+
+pytestmark = [pytest.mark.integration]
+
+
+class Recorder:
+    """An app with both entry points, recording which one each request took."""
+
+    def __init__(self) -> None:
+        self.ways: list[tuple[str, str, bytes]] = []
+
+    def complete_request(
+        self, method: str, path: str, headers: Iterable[tuple[bytes, bytes]], body: bytes
+    ) -> Completed | None:
+        if path == "/asgi-only":
+            return None
+        self.ways.append(("whole", path, body))
+        close = path == "/close"
+        return Completed(200, [(b"content-length", b"5")], b"whole", close)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        self.ways.append(("asgi", scope["path"], body))
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]}
+        )
+        await send({"type": "http.response.body", "body": b"asgi"})
+
+
+@pytest.fixture(scope="module")
+def recorded() -> Iterator[tuple[Recorder, int]]:
+    app = Recorder()
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http=GuardedHttpToolsProtocol,
+        lifespan="off",
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield app, port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+def _post(path: str, body: bytes, extra: bytes = b"", method: str = "POST") -> tuple[bytes, bytes]:
+    head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n".encode()
+    return head + extra + b"\r\n", body
+
+
+def _exchange(port: int, *parts: bytes, pause: float = 0.0) -> tuple[bytes, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        for part in parts:
+            try:
+                connection.sendall(part)
+            except (BrokenPipeError, ConnectionResetError):
+                break  # answered and closed before the body (413, 415): the answer is there
+            time.sleep(pause)
+        head, body, _ = read_response(connection)
+    return head, body
+
+
+def test_a_request_sent_whole_is_answered_without_asgi(recorded: tuple[Recorder, int]) -> None:
+    app, port = recorded
+    head, body = _exchange(port, b"".join(_post("/whole", b"12345")))
+    assert body == b"whole"
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    lines = head.lower().split(b"\r\n")
+    assert any(line.startswith(b"date: ") for line in lines)
+    assert b"server: uvicorn" in lines
+    assert app.ways[-1] == ("whole", "/whole", b"12345")
+
+
+def test_a_body_still_on_its_way_goes_through_asgi(recorded: tuple[Recorder, int]) -> None:
+    app, port = recorded
+    _, body = _exchange(port, *_post("/late", b"12345"), pause=0.2)
+    assert body == b"asgi"
+    assert app.ways[-1] == ("asgi", "/late", b"12345")
+
+
+def test_expect_continue_head_and_a_declined_request_go_through_asgi(
+    recorded: tuple[Recorder, int],
+) -> None:
+    app, port = recorded
+    head, body = _post("/continue", b"abc", b"Expect: 100-continue\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(head)
+        interim = connection.recv(1024)
+        assert interim.startswith(b"HTTP/1.1 100 Continue")
+        connection.sendall(body)
+        _, answer, _ = read_response(connection)
+    assert answer == b"asgi"
+    assert app.ways[-1] == ("asgi", "/continue", b"abc")
+    _, answer = _exchange(port, b"".join(_post("/asgi-only", b"xyz")))
+    assert answer == b"asgi"
+    assert app.ways[-1] == ("asgi", "/asgi-only", b"xyz")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(b"HEAD /head HTTP/1.1\r\nHost: x\r\n\r\n")
+        read_response(connection, has_body=False)
+    assert app.ways[-1][:2] == ("asgi", "/head")
+
+
+def test_pipelined_whole_requests_are_answered_in_order(recorded: tuple[Recorder, int]) -> None:
+    app, port = recorded
+    before = len(app.ways)
+    requests = b"".join(b"".join(_post(f"/p{i}", str(i).encode())) for i in range(3))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(requests)
+        rest = b""
+        for _ in range(3):
+            _, body, rest = read_response(connection, rest)
+            assert body == b"whole"
+    assert app.ways[before:] == [("whole", f"/p{i}", str(i).encode()) for i in range(3)]
+
+
+def test_an_answer_that_must_close_says_so_and_closes(recorded: tuple[Recorder, int]) -> None:
+    _, port = recorded
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(b"".join(_post("/close", b"")))
+        head, body, _ = read_response(connection)
+        assert body == b"whole"
+        assert b"connection: close" in head.lower().split(b"\r\n")
+        assert connection.recv(1024) == b""
+
+
+# --- the service: the same answers whichever way a request went ------------------------------
+
+SETOSA = json.dumps(
+    {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+).encode()
+CASES = {
+    "predict": ("/predict", SETOSA, b"Content-Type: application/json\r\n"),
+    "missing field": ("/predict", b'{"sepal_length": 5.1}', b"Content-Type: application/json\r\n"),
+    "bad json": ("/predict", b"{", b"Content-Type: application/json\r\n"),
+    "content type": ("/predict", SETOSA, b"Content-Type: text/plain\r\n"),
+    "too large": ("/predict", b" " * 4096, b"Content-Type: application/json\r\n"),
+    "a body to a GET route": ("/version", b"{}", b"X-Method: GET\r\n"),
+    "batch": ("/predict/batch", b'{"instances": [' + SETOSA + b"]}", b""),
+    "binary on /predict": ("/predict", SETOSA, b"Inference-Header-Content-Length: 5\r\n"),
+    "v2 json": (
+        "/v2/models/iris/infer",
+        b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",'
+        b' "data": [5.1, 3.5, 1.4, 0.2]}]}',
+        b"",
+    ),
+    "v2 unknown model": ("/v2/models/nope/infer", b"{}", b""),
+    "v2 bad binary": ("/v2/models/iris/infer", b"{}", b"Inference-Header-Content-Length: x\r\n"),
+}
+
+
+@pytest.fixture(scope="module")
+def service(
+    tmp_path_factory: pytest.TempPathFactory, trained_artifact_dir: Path
+) -> Iterator[ServiceServer]:
+    # A small body limit, so that a body over it still arrives in one read.
+    server = start_service(
+        trained_artifact_dir, tmp_path_factory.mktemp("whole"), max_body_bytes=2048
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _comparable(head: bytes) -> list[bytes]:
+    # Status line and headers; of the two whose values differ between answers, the names.
+    lines = head.lower().split(b"\r\n")
+    return sorted(
+        line.split(b":", 1)[0] if line.startswith((b"date:", b"x-request-id:")) else line
+        for line in lines
+    )
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_service_answers_alike_whether_a_request_came_whole_or_in_pieces(
+    service: ServiceServer, case: str
+) -> None:
+    path, body, extra = CASES[case]
+    method = "GET" if b"X-Method: GET" in extra else "POST"
+    head, payload = _post(path, body, extra, method)
+    whole = _exchange(service.port, head + payload)
+    pieces = _exchange(service.port, head, payload, pause=0.2)
+    assert _comparable(whole[0]) == _comparable(pieces[0]), case
+    assert whole[1] == pieces[1], case
