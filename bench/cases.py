@@ -181,6 +181,7 @@ def build_cases(cfg: Config, estimator: Any) -> list[Case]:
             species_single,
         ),
         Case("raw", "raw-asgi (ceiling)", "raw-asgi", "/predict", single_json, 1),
+        Case("raw-whole", "raw whole request (no ASGI)", "raw-whole", "/predict", single_json, 1),
         Case(
             "tutorial", "tutorial FastAPI", "tutorial", "/predict", single_json, 1, species_single
         ),

@@ -3,7 +3,9 @@
   iris-api   our service, `python -m service`, exactly as `make serve` runs it;
   iris-bare  the service's routes, data plane and model without its front (what the
              front costs a request is the difference);
-  raw-asgi   a bare ASGI app returning constant JSON (the HTTP ceiling);
+  raw-asgi   a bare ASGI app returning constant JSON (the HTTP ceiling of an ASGI request);
+  raw-whole  the same answer for a request that arrived whole, without ASGI, the path the
+             service's own routes take (service.protocol);
   tutorial   FastAPI, one-row pandas DataFrame, then `predict`;
   tidy       FastAPI, numpy row, `predict_proba`;
   mlserver   MLServer 1.7 with its scikit-learn runtime on the same model file
@@ -25,6 +27,7 @@ from harness.servers import RAW_ASGI, Server, baseline_server, service_server
 BASELINES = {
     "iris-bare": "bench.apps.bare:app",
     "raw-asgi": RAW_ASGI,
+    "raw-whole": "bench.apps.raw_whole:app",
     "tutorial": "bench.apps.tutorial:app",
     "tidy": "bench.apps.tidy:app",
 }

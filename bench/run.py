@@ -163,6 +163,13 @@ def print_summary(record: dict[str, Any], summaries: dict[str, report.Summary]) 
         value = verdict["value"]
         shown = "-" if value is None else f"{value:,.3f}"
         print(f"  [{verdict['verdict']:>12s}] {verdict['target']}: {shown}")
+    figures = record["figures"]
+    if figures.get("ratio_vs_raw_whole") is not None:
+        print(
+            "  against the raw whole-request app (no ASGI, the path the service's routes take): "
+            f"/predict {figures['ratio_vs_raw_whole']:.3f}x, "
+            f"batch rows {figures['batch_rows_vs_raw_whole_rps']:.1f}x its req/s"
+        )
     for line in record["profile"]:
         print(line)
 

@@ -5,16 +5,18 @@ loaded in the gunicorn master, as `python -m service` does), behind the same gun
 options, but none of what service.front does for every request: no request id, no body
 policy (content type, size and time limits), no log line, no request metrics. Its CPU
 per request, next to the service's, is what the front costs; next to the raw-ASGI app's,
-what the dispatch and the prediction itself (decode, predict, encode) cost.
+what the dispatch and the prediction itself (decode, predict, encode) cost. Like the
+service, it answers a request that arrived whole without ASGI (`complete_request`, which
+the workers' protocol calls), so the difference is the front's own work.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from service.app import create_app
-from service.front import respond
+from service.front import Completed, respond
 from service.routes import ROUTES, Call, Router
 
 Scope = MutableMapping[str, Any]
@@ -46,3 +48,22 @@ async def app(
         return
     reply = match.route.handler(service.plane, Call(b"".join(chunks), match.params, None))
     await respond(send, reply.status, reply.body, reply.media_type.encode(), reply.headers)
+
+
+def complete_request(
+    method: str, path: str, headers: Iterable[tuple[bytes, bytes]], body: bytes
+) -> Completed | None:
+    """The same answer for a request that arrived whole, without ASGI (service.protocol)."""
+    match = router.match(method, path)
+    if match is None:
+        return None
+    reply = match.route.handler(service.plane, Call(body, match.params, None))
+    answered = [
+        (b"content-type", reply.media_type.encode()),
+        (b"content-length", str(len(reply.body)).encode()),
+        *reply.headers,
+    ]
+    return Completed(reply.status, answered, reply.body)
+
+
+app.complete_request = complete_request  # type: ignore[attr-defined]
