@@ -9,6 +9,10 @@
 - writes the request's log line and its metrics.
 
 The app it wraps finds the route and the body in the scope (`ROUTE_KEY`, `BODY_KEY`).
+
+`Front.complete` is the same for a request the server hands over whole (service.protocol
+does, for one whose body arrived with its headers): no ASGI task, scope or messages, the
+same answer, log line and metrics, made by the dispatcher's `reply`.
 """
 
 from __future__ import annotations

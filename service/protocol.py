@@ -13,6 +13,13 @@ service.server installs it in every worker (gunicorn's post_fork hook).
 uvicorn writes an answer's status line and headers, then its body: two system calls and
 two TCP segments (the socket has TCP_NODELAY) for every response, and a client woken
 twice. Here the head waits for the body's first bytes and both go out in one write.
+
+uvicorn starts an ASGI task for a request as soon as its headers are parsed. Most
+requests arrive in one read, body included; for those this protocol waits until the read
+is parsed and, when the body is complete by then, calls the app's `complete_request`
+(service.front.Front.complete) and writes the whole answer it returns, with no task. A
+body still arriving, `Expect: 100-continue`, HEAD, a request the app declines (None) and
+an app without `complete_request` go through ASGI as before.
 """
 
 from __future__ import annotations
