@@ -222,9 +222,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         scope = cycle.scope
         answer = None
         if self._complete is not None and not self.transport.is_closing():
-            answer = self._complete(
-                scope["method"], scope["path"], scope["headers"], bytes(cycle.body)
-            )
+            try:
+                answer = self._complete(
+                    scope["method"], scope["path"], scope["headers"], bytes(cycle.body)
+                )
+            except Exception:  # a fault of the app's, not the client's: ASGI answers it
+                log.exception("answering a whole request failed; handing it to ASGI")
         if answer is None:
             super()._start_asgi_task(cycle, app)
             return

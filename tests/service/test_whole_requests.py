@@ -39,6 +39,8 @@ class Recorder:
     ) -> Completed | None:
         if path == "/asgi-only":
             return None
+        if path == "/fault":
+            raise RuntimeError("a fault in the app's whole-request path")
         self.ways.append(("whole", path, body))
         close = path == "/close"
         return Completed(200, [(b"content-length", b"5")], b"whole", close)
@@ -137,6 +139,16 @@ def test_expect_continue_head_and_a_declined_request_go_through_asgi(
         connection.sendall(b"HEAD /head HTTP/1.1\r\nHost: x\r\n\r\n")
         read_response(connection, has_body=False)
     assert app.ways[-1][:2] == ("asgi", "/head")
+
+
+def test_a_fault_in_the_whole_request_path_hands_the_request_to_asgi(
+    recorded: tuple[Recorder, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    app, port = recorded
+    _, body = _exchange(port, b"".join(_post("/fault", b"abc")))
+    assert body == b"asgi"
+    assert app.ways[-1] == ("asgi", "/fault", b"abc")
+    assert "answering a whole request failed" in caplog.text
 
 
 def test_pipelined_whole_requests_are_answered_in_order(recorded: tuple[Recorder, int]) -> None:
