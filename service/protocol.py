@@ -221,7 +221,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _answer_whole(self, cycle: RequestResponseCycle, app: Any) -> None:
         scope = cycle.scope
         answer = None
-        if self._complete is not None and not self.transport.is_closing():
+        # While the client is not reading its answers (the transport's buffer is over its
+        # high-water mark), requests wait in ASGI, which waits for the buffer to drain
+        # and stops reading pipelined ones: answered here, they would pile up unbounded.
+        if (
+            self._complete is not None
+            and not self.transport.is_closing()
+            and not self.flow.write_paused
+        ):
             try:
                 answer = self._complete(
                     scope["method"], scope["path"], scope["headers"], bytes(cycle.body)

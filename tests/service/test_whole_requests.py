@@ -28,6 +28,10 @@ from service.protocol import GuardedHttpToolsProtocol
 pytestmark = [pytest.mark.integration]
 
 
+BIG = 256 * 1024
+"""The size of an answer to /big: a few fill the socket's and the transport's buffers."""
+
+
 class Recorder:
     """An app with both entry points, recording which one each request took."""
 
@@ -42,6 +46,8 @@ class Recorder:
         if path == "/fault":
             raise RuntimeError("a fault in the app's whole-request path")
         self.ways.append(("whole", path, body))
+        if path == "/big":
+            return Completed(200, [(b"content-length", b"%d" % BIG)], b"w" * BIG)
         close = path == "/close"
         return Completed(200, [(b"content-length", b"5")], b"whole", close)
 
@@ -162,6 +168,28 @@ def test_pipelined_whole_requests_are_answered_in_order(recorded: tuple[Recorder
             _, body, rest = read_response(connection, rest)
             assert body == b"whole"
     assert app.ways[before:] == [("whole", f"/p{i}", str(i).encode()) for i in range(3)]
+
+
+def test_a_client_that_does_not_read_its_answers_is_not_answered_without_bound(
+    recorded: tuple[Recorder, int],
+) -> None:
+    # Pipelined requests whose answers the client does not read: once the transport's
+    # buffer is over its high-water mark the rest go through ASGI, which waits for it to
+    # drain (and stops reading), instead of piling answers up in the worker's memory.
+    app, port = recorded
+    before = len(app.ways)
+    count = 64
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(b"".join(b"".join(_post("/big", b"")) for _ in range(count)))
+        time.sleep(1.0)
+        whole = [way for way in app.ways[before:] if way[0] == "whole"]
+        rest, bodies = b"", []
+        for _ in range(count):
+            _, body, rest = read_response(connection, rest)
+            bodies.append(body)
+    assert len(whole) < count, "every answer was made while the client read none"
+    assert bodies[: len(whole)] == [b"w" * BIG] * len(whole)
+    assert b"asgi" in bodies
 
 
 def test_an_answer_that_must_close_says_so_and_closes(recorded: tuple[Recorder, int]) -> None:
