@@ -244,8 +244,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             content += (name, b": ", value, b"\r\n")
         if not keep_alive:
             content.append(b"connection: close\r\n")
-        content += (b"\r\n", answer.body)
-        self.transport.write(b"".join(content))
+        content.append(b"\r\n")
+        # One write of two buffers (writev), as _HeadWithBody does: the body is not copied.
+        self.transport.writelines((b"".join(content), answer.body))
         cycle.response_started = cycle.response_complete = True
         if not keep_alive:
             self.transport.close()
