@@ -242,12 +242,7 @@ class Front:
             failure = self._failure(exc, path, request_id)
             status, media_type, extra = failure.status_code, b"application/json", ()
             content = error_body(path, failure.detail)
-        answered = [
-            (b"content-type", media_type),
-            (b"content-length", str(len(content)).encode()),
-            *extra,
-            (b"x-request-id", request_id),
-        ]
+        answered = answer_headers(content, media_type, (*extra, (b"x-request-id", request_id)))
         self._record(
             match.route.path, method, path, status, time.perf_counter() - start, request_id
         )
@@ -363,6 +358,13 @@ def _too_large(limit: int) -> PayloadTooLargeError:
     )
 
 
+def answer_headers(
+    body: bytes, media_type: bytes, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> list[tuple[bytes, bytes]]:
+    """The headers of a whole answer: content type and length, then any others."""
+    return [(b"content-type", media_type), (b"content-length", str(len(body)).encode()), *headers]
+
+
 async def respond(
     send: Send,
     status: int,
@@ -375,11 +377,7 @@ async def respond(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [
-                (b"content-type", media_type),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
+            "headers": answer_headers(body, media_type, headers),
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from service.app import create_app
-from service.front import Completed, respond
+from service.front import Completed, answer_headers, respond
 from service.routes import ROUTES, Call, Router
 
 Scope = MutableMapping[str, Any]
@@ -58,11 +58,7 @@ def complete_request(
     if match is None:
         return None
     reply = match.route.handler(service.plane, Call(body, match.params, None))
-    answered = [
-        (b"content-type", reply.media_type.encode()),
-        (b"content-length", str(len(reply.body)).encode()),
-        *reply.headers,
-    ]
+    answered = answer_headers(reply.body, reply.media_type.encode(), reply.headers)
     return Completed(reply.status, answered, reply.body)
 
 
