@@ -48,32 +48,28 @@ def _body_file(case: Case) -> Path:
     return case.body_file
 
 
-def measure(case: Case, server: Server, cfg: Config) -> dict[str, Any]:
-    """One wrk run of `case` (after a warm-up), with the CPU each side used."""
-    url = f"{server.base_url}{case.path}"
-    body = _body_file(case)
-    if cfg.warmup > 0:
-        run_wrk(
-            url,
-            body,
-            cfg.warmup,
-            cfg.connections,
-            cfg.threads,
-            headers=case.headers,
-            scheduling=cfg.client_sched,
-        )
-    before = worker_cpu(server)
-    switched_before = preemptions(server)
-    busy_before = busy_cpu_seconds()
-    result: WrkResult = run_wrk(
-        url,
-        body,
-        cfg.duration,
+def _drive(server: Server, case: Case, cfg: Config, duration: float) -> WrkResult:
+    """wrk on `case` for `duration` seconds, with the run's connections, threads and client
+    scheduling."""
+    return run_wrk(
+        f"{server.base_url}{case.path}",
+        _body_file(case),
+        duration,
         cfg.connections,
         cfg.threads,
         headers=case.headers,
         scheduling=cfg.client_sched,
     )
+
+
+def measure(case: Case, server: Server, cfg: Config) -> dict[str, Any]:
+    """One wrk run of `case` (after a warm-up), with the CPU each side used."""
+    if cfg.warmup > 0:
+        _drive(server, case, cfg, cfg.warmup)
+    before = worker_cpu(server)
+    switched_before = preemptions(server)
+    busy_before = busy_cpu_seconds()
+    result = _drive(server, case, cfg, cfg.duration)
     busy_after = busy_cpu_seconds()
     switched = _difference(switched_before, preemptions(server))
     after = worker_cpu(server)
@@ -170,16 +166,7 @@ def profile_worker(server: Server, case: Case, cfg: Config, out: Path) -> list[s
     worker = server.workers()[0]
     raw = out.with_suffix(".txt")
     spy = _py_spy(worker, cfg.profile, raw)
-    url = f"{server.base_url}{case.path}"
-    run_wrk(
-        url,
-        _body_file(case),
-        cfg.profile + 1,
-        cfg.connections,
-        cfg.threads,
-        headers=case.headers,
-        scheduling=cfg.client_sched,
-    )
+    _drive(server, case, cfg, cfg.profile + 1)
     spy.wait(timeout=cfg.profile + 30)
     total, top = top_functions(raw)
     report = [
