@@ -15,26 +15,26 @@ two TCP segments (the socket has TCP_NODELAY) for every response, and a client w
 twice. Here the head waits for the body's first bytes and both go out in one write.
 
 uvicorn starts an ASGI task for a request as soon as its headers are parsed. Most
-requests arrive in one read, body included; for those this protocol waits until the read
-is parsed and, when the body is complete by then, calls the app's `complete_request`
-(service.front.Front.complete) and writes the whole answer it returns, with no task. A
-body still arriving, `Expect: 100-continue`, HEAD, a request the app declines (None) and
-an app without `complete_request` go through ASGI as before.
+requests arrive in one read, body included; for those this protocol keeps the method,
+path and body (no scope's path, response cycle or task) until the read is parsed and,
+when the body is complete by then, calls the app's `complete_request`
+(service.front.Front.complete) and writes the whole answer it returns. A body still
+arriving, `Expect: 100-continue`, HEAD, a request the app declines (None) and an app
+without `complete_request` go through ASGI as before, handed over with what has arrived.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
+import httptools
 import orjson
-from uvicorn.protocols.http.httptools_impl import (
-    STATUS_LINE,
-    HttpToolsProtocol,
-    RequestResponseCycle,
-)
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from service.logs import SERVICE_LOGGER
 
@@ -137,6 +137,30 @@ def _complete_request(app: Any) -> Complete | None:
     return None
 
 
+_WHOLE_METHODS = {b"GET": "GET", b"POST": "POST"}
+"""Methods of requests answered whole (HEAD's answer has no body and goes through ASGI)."""
+
+
+class _Whole:
+    """A request kept for a whole answer: what `complete_request` needs, and the body so far."""
+
+    __slots__ = ("body", "keep_alive", "method", "path")
+
+    def __init__(self, method: str, path: str, keep_alive: bool) -> None:
+        self.method = method
+        self.path = path
+        self.keep_alive = keep_alive
+        self.body = b""
+
+
+def _path(root_path: str, url: bytes) -> str:
+    # The scope's path as uvicorn makes it: the URL's path, percent-decoded, under root_path.
+    path: str = httptools.parse_url(url).path.decode("ascii")
+    if "%" in path:
+        path = urllib.parse.unquote(path)
+    return root_path + path
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """HttpToolsProtocol that cuts off slow or oversized request headers, and answers a
     request that arrived whole through the app's `complete_request` when it has one."""
@@ -150,10 +174,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.header_deadline: float | None = None
         self._header_bytes = 0
         self._complete = _complete_request(self.app)
-        # A request whose headers are in but whose ASGI task is not started: it is
-        # answered by `_complete` once its body is in, if that happens in the same read.
-        self._holding = False
-        self._held: tuple[RequestResponseCycle, Any] | None = None
+        # A request whose headers are in, kept without a response cycle: answered by
+        # `_complete` once its body is in, if that happens in the same read.
+        self._whole: _Whole | None = None
+        # When the connection fell idle after an answer (loop time); None while busy.
+        self._idle_since: float | None = None
 
     @classmethod
     def sweep_interval(cls) -> float:
@@ -176,69 +201,111 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.header_deadline = None
         _pending.waiting.discard(self)
         super().connection_lost(exc)
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
+
+    # uvicorn arms a timer for the keep-alive timeout after every answer and cancels it when
+    # the next request's bytes arrive: ~1.2 us a request. Here the connection notes when it
+    # fell idle, and one timer, armed when none is, checks that when it fires: it closes a
+    # connection idle for the whole timeout, and otherwise waits for the rest of it.
+
+    def on_response_complete(self) -> None:
+        """An answer is out: start the next pipelined request, or fall idle."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self._keep_alive_expired
+            )
+
+    def _unset_keepalive_if_required(self) -> None:
+        # uvicorn calls this when bytes arrive: the connection is busy, not idle.
+        self._idle_since = None
+
+    def _keep_alive_expired(self) -> None:
+        self.timeout_keep_alive_task = None
+        idle_since = self._idle_since
+        if idle_since is None:
+            return  # busy: the answer it is waiting for arms the timer again
+        left = idle_since + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(left, self._keep_alive_expired)
+        else:
+            self.timeout_keep_alive_handler()
 
     def on_message_begin(self) -> None:
         """The first byte of a request (on a kept-alive connection) starts the clock."""
+        self._whole = None
         super().on_message_begin()
         self._start_header_clock()
 
     def on_headers_complete(self) -> None:
-        """Headers in time and in size: the request goes to the app as usual, its answer
-        written in one piece."""
+        """Headers in time and in size. A request that may be answered whole waits for its
+        body without a response cycle (`_Whole`); any other goes to the app as usual, its
+        answer written in one piece."""
         self.header_deadline = None
         _pending.waiting.discard(self)
+        parser = self.parser
         previous = self.cycle
-        self._holding = (
+        if (
             self._complete is not None
             and not self.expect_100_continue
-            and self.parser.get_method() in (b"GET", b"POST")
-        )
-        try:
-            super().on_headers_complete()
-        finally:
-            self._holding = False
+            and (previous is None or previous.response_complete)
+            and self.limit_concurrency is None
+            and not parser.should_upgrade()
+        ):
+            method = _WHOLE_METHODS.get(parser.get_method())
+            if method is not None:
+                keep_alive = parser.should_keep_alive() and parser.get_http_version() != "1.0"
+                self._whole = _Whole(method, _path(self.root_path, self.url), keep_alive)
+                return
+        self._asgi_headers_complete()
+
+    def _asgi_headers_complete(self) -> None:
+        # uvicorn's own: the scope's method and path, a response cycle and its ASGI task.
+        previous = self.cycle
+        super().on_headers_complete()
         cycle = self.cycle
         if cycle is not previous and cycle is not None and self.scope["method"] != "HEAD":
             cycle.transport = _HeadWithBody(self.transport)  # type: ignore[assignment]
 
-    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-        # Called by on_headers_complete for a request that may start now. Hold it if the
-        # body may still arrive in this read; app is the app itself unless uvicorn put
-        # its over-the-limit answer in its place.
-        if self._holding and app is self.app:
-            self._held = (cycle, app)
-            return
-        super()._start_asgi_task(cycle, app)
+    def on_body(self, body: bytes) -> None:
+        """A chunk of the body: kept for a request that may be answered whole."""
+        whole = self._whole
+        if whole is None:
+            super().on_body(body)
+        else:
+            whole.body += body
 
     def on_message_complete(self) -> None:
-        """The whole request is in: answer a held one at once, without an ASGI task."""
-        super().on_message_complete()
-        held = self._held
-        if held is not None and held[0] is self.cycle:
-            self._held = None
-            self._answer_whole(*held)
-
-    def _answer_whole(self, cycle: RequestResponseCycle, app: Any) -> None:
-        scope = cycle.scope
+        """The whole request is in: answer it at once, without an ASGI task, if the app does."""
+        whole = self._whole
+        if whole is None:
+            super().on_message_complete()
+            return
+        self._whole = None
         answer = None
         # While the client is not reading its answers (the transport's buffer is over its
         # high-water mark), requests wait in ASGI, which waits for the buffer to drain
         # and stops reading pipelined ones: answered here, they would pile up unbounded.
-        if (
-            self._complete is not None
-            and not self.transport.is_closing()
-            and not self.flow.write_paused
-        ):
+        if self._complete is not None and not self.flow.write_paused:
             try:
-                answer = self._complete(
-                    scope["method"], scope["path"], scope["headers"], bytes(cycle.body)
-                )
+                answer = self._complete(whole.method, whole.path, self.headers, whole.body)
             except Exception:  # a fault of the app's, not the client's: ASGI answers it
                 log.exception("answering a whole request failed; handing it to ASGI")
         if answer is None:
-            super()._start_asgi_task(cycle, app)
+            self._to_asgi(whole, more_body=False)
             return
-        keep_alive = cycle.keep_alive and not answer.close
+        keep_alive = whole.keep_alive and not answer.close
         content = [STATUS_LINE[answer.status]]
         for name, value in (*self.server_state.default_headers, *answer.headers):
             content += (name, b": ", value, b"\r\n")
@@ -247,20 +314,29 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         content.append(b"\r\n")
         # One write of two buffers (writev), as _HeadWithBody does: the body is not copied.
         self.transport.writelines((b"".join(content), answer.body))
-        cycle.response_started = cycle.response_complete = True
         if not keep_alive:
             self.transport.close()
         self.on_response_complete()
+
+    def _to_asgi(self, whole: _Whole, more_body: bool) -> None:
+        """Hand a request kept for a whole answer to the app through ASGI after all, with
+        the body received so far, as uvicorn would have from its headers on."""
+        self._whole = None
+        self._asgi_headers_complete()
+        cycle = self.cycle
+        cycle.body += whole.body
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.more_body = more_body
+        cycle.message_event.set()
 
     def data_received(self, data: bytes) -> None:
         """Parse as uvicorn does, then count the bytes of headers still incomplete; a held
         request whose body is still on its way goes to the app through ASGI as usual."""
         super().data_received(data)
-        held = self._held
-        if held is not None:
-            self._held = None
-            if not self.transport.is_closing():
-                super()._start_asgi_task(*held)
+        whole = self._whole
+        if whole is not None and not self.transport.is_closing():
+            self._to_asgi(whole, more_body=True)
         # Still waiting for headers after this chunk: all of it was request line and
         # headers (or a pipelined request's start: counted too, erring on the safe side).
         if self.header_deadline is not None and not self.transport.is_closing():

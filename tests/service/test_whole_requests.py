@@ -8,6 +8,7 @@ is the same whichever way its request went.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -64,9 +65,9 @@ class Recorder:
         await send({"type": "http.response.body", "body": b"asgi"})
 
 
-@pytest.fixture(scope="module")
-def recorded() -> Iterator[tuple[Recorder, int]]:
-    app = Recorder()
+@contextlib.contextmanager
+def _serving(app: Recorder, **options: Any) -> Iterator[int]:
+    """uvicorn with the workers' protocol serving `app` from a thread; yields its port."""
     port = free_port()
     config = uvicorn.Config(
         app,
@@ -75,6 +76,7 @@ def recorded() -> Iterator[tuple[Recorder, int]]:
         http=GuardedHttpToolsProtocol,
         lifespan="off",
         log_level="warning",
+        **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -84,10 +86,17 @@ def recorded() -> Iterator[tuple[Recorder, int]]:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.02)
     try:
-        yield app, port
+        yield port
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def recorded() -> Iterator[tuple[Recorder, int]]:
+    app = Recorder()
+    with _serving(app) as port:
+        yield app, port
 
 
 def _post(path: str, body: bytes, extra: bytes = b"", method: str = "POST") -> tuple[bytes, bytes]:
@@ -261,3 +270,41 @@ def test_the_service_answers_alike_whether_a_request_came_whole_or_in_pieces(
     pieces = _exchange(service.port, head, payload, pause=0.2)
     assert _comparable(whole[0]) == _comparable(pieces[0]), case
     assert whole[1] == pieces[1], case
+
+
+KEEP_ALIVE = 1.0
+"""uvicorn's keep-alive timeout in the tests of idle connections, in seconds."""
+
+
+def _closed_after(connection: socket.socket, limit: float) -> float:
+    """Seconds until the server closes `connection` (reading nothing else), at most `limit`."""
+    started = time.monotonic()
+    connection.settimeout(limit)
+    assert connection.recv(1) == b"", "the server sent bytes instead of closing"
+    return time.monotonic() - started
+
+
+def test_a_connection_idle_for_the_keep_alive_timeout_is_closed() -> None:
+    with _serving(Recorder(), timeout_keep_alive=KEEP_ALIVE) as port:
+        for path in ("/whole", "/asgi-only"):  # the answer written whole, or by ASGI
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+                connection.sendall(b"".join(_post(path, b"x")))
+                read_response(connection)
+                waited = _closed_after(connection, KEEP_ALIVE + 2)
+            assert KEEP_ALIVE - 0.1 <= waited <= KEEP_ALIVE + 1, (path, waited)
+
+
+def test_a_connection_busier_than_the_keep_alive_timeout_stays_open() -> None:
+    app = Recorder()
+    with _serving(app, timeout_keep_alive=KEEP_ALIVE) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            # Requests 0.4 s apart for three timeouts: never idle for a whole one.
+            for n in range(8):
+                connection.sendall(b"".join(_post("/whole" if n % 2 else "/asgi-only", b"x")))
+                _, body, _ = read_response(connection)
+                assert body == (b"whole" if n % 2 else b"asgi")
+                time.sleep(0.4)
+            waited = _closed_after(connection, KEEP_ALIVE + 2)
+    # Closed a keep-alive timeout after the last answer (0.4 s of it already slept).
+    assert KEEP_ALIVE - 0.5 <= waited <= KEEP_ALIVE + 1
+    assert [way for way, _, _ in app.ways] == ["asgi", "whole"] * 4
