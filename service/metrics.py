@@ -71,15 +71,23 @@ MODEL_INFO = Gauge(
 )
 
 
+WRITE_SPACING = 0.05
+"""Seconds between a worker's writes of its metric updates, at least (see _Pending)."""
+
+
 class _Pending:
-    """Counter and histogram updates of this turn of the event loop, written at its end.
+    """Counter and histogram updates of this turn of the event loop, written at its end,
+    and no sooner than WRITE_SPACING after the previous write.
 
     In multiprocess mode every update is a locked write to a memory-mapped file (~2 us;
     a histogram observation takes two): a /predict request made four, ~9 us, a tenth of
     what the service spends on it. Under load many requests finish in one turn of the
-    event loop; their updates are added up here and written once per series when the
-    turn ends, so a scrape sees them one turn later at most. render() writes what is
-    pending first, and so does the process's exit.
+    event loop, and turns follow each other every few hundred microseconds; the updates
+    are added up here and written once per series at most every WRITE_SPACING, so a
+    scrape sees them that much later at most (Prometheus scrapes every 15 s or so). On a
+    quiet worker they are written when the turn ends. render() writes what is pending
+    first, and so does the process's exit; a worker killed outright loses at most the
+    last WRITE_SPACING of its updates.
 
     Updates are queued in deques, whose append and popleft are atomic: a test thread
     rendering while the app's loop runs in another thread loses nothing.
@@ -89,7 +97,7 @@ class _Pending:
         self._counts: deque[tuple[Counter, float]] = deque()
         self._observations: deque[tuple[tuple[Histogram, Counter | None], float]] = deque()
         self._tallies: deque[tuple[tuple[Counter, ...], npt.NDArray[np.intp]]] = deque()
-        self._end_of_turn = EndOfTurn(self.flush)
+        self._end_of_turn = EndOfTurn(self.flush, WRITE_SPACING)
         atexit.register(self.flush)
 
     def count(self, counter: Counter, amount: float) -> None:

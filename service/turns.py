@@ -47,17 +47,24 @@ class EndOfTurn:
     """Runs `flush` once at the end of the current turn of the event loop, however often
     `schedule` is called during it; at once when no event loop is running.
 
+    With `spacing` (seconds), runs on a loop start at least that far apart: a run due
+    sooner waits, and what later turns add goes out with it. Under load that is one run
+    per `spacing` instead of one per turn; when the loop is quiet the wait has passed and
+    the run comes at the end of the turn, as without it.
+
     A scheduled run belongs to a loop: an app may run on one loop after another (the
     tests do), and a loop closed before its run came does not stop the next one; nor
     does a run due on the parent's loop in a forked child.
     """
 
-    def __init__(self, flush: Callable[[], None]) -> None:
+    def __init__(self, flush: Callable[[], None], spacing: float = 0.0) -> None:
         self._flush = flush
+        self._spacing = spacing
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop a run is due on
+        self._not_before = 0.0  # the loop time (monotonic) before which no run starts
 
     def schedule(self) -> None:
-        """Make sure `flush` runs at the end of this turn."""
+        """Make sure `flush` runs at the end of this turn (or once `spacing` has passed)."""
         try:
             loop = running_loop()
         except RuntimeError:
@@ -65,8 +72,14 @@ class EndOfTurn:
             return
         if self._loop is not loop:
             self._loop = loop
-            loop.call_soon(self._run)
+            wait = self._not_before - loop.time() if self._spacing else 0.0
+            if wait > 0:
+                loop.call_later(wait, self._run)
+            else:
+                loop.call_soon(self._run)
 
     def _run(self) -> None:
-        self._loop = None
+        loop, self._loop = self._loop, None
+        if self._spacing and loop is not None:
+            self._not_before = loop.time() + self._spacing
         self._flush()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import threading
+import time
 
 from service.turns import EndOfTurn
 
@@ -111,3 +112,28 @@ def test_a_forked_child_schedules_its_own_run_while_its_parent_has_one_due() -> 
         lines = reader.read().splitlines()
 
     assert lines == ["flushed", "flushed"]  # the child's, then the parent's at its turn's end
+
+
+def test_runs_with_a_spacing_start_that_far_apart_and_take_every_turn_in_between() -> None:
+    spacing = 0.2
+    runs: list[tuple[float, list[int]]] = []
+    pending: list[int] = []
+
+    def flush() -> None:
+        runs.append((time.monotonic(), pending.copy()))
+        pending.clear()
+
+    end_of_turn = EndOfTurn(flush, spacing)
+
+    async def turns() -> None:
+        for turn in range(4):
+            pending.append(turn)
+            end_of_turn.schedule()
+            await asyncio.sleep(0)
+        assert len(runs) == 1  # the first turn's, at its end; the next three wait
+        await asyncio.sleep(spacing + 0.1)
+
+    asyncio.run(turns())
+
+    assert [taken for _, taken in runs] == [[0], [1, 2, 3]]
+    assert runs[1][0] - runs[0][0] >= spacing
