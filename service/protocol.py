@@ -297,7 +297,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # While the client is not reading its answers (the transport's buffer is over its
         # high-water mark), requests wait in ASGI, which waits for the buffer to drain
         # and stops reading pipelined ones: answered here, they would pile up unbounded.
-        if self._complete is not None and not self.flow.write_paused:
+        if (
+            self._complete is not None
+            and not self.transport.is_closing()
+            and not self.flow.write_paused
+        ):
             try:
                 answer = self._complete(whole.method, whole.path, self.headers, whole.body)
             except Exception:  # a fault of the app's, not the client's: ASGI answers it

@@ -296,15 +296,35 @@ def test_a_connection_idle_for_the_keep_alive_timeout_is_closed() -> None:
 
 def test_a_connection_busier_than_the_keep_alive_timeout_stays_open() -> None:
     app = Recorder()
-    with _serving(app, timeout_keep_alive=KEEP_ALIVE) as port:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-            # Requests 0.4 s apart for three timeouts: never idle for a whole one.
-            for n in range(8):
-                connection.sendall(b"".join(_post("/whole" if n % 2 else "/asgi-only", b"x")))
-                _, body, _ = read_response(connection)
-                assert body == (b"whole" if n % 2 else b"asgi")
-                time.sleep(0.4)
-            waited = _closed_after(connection, KEEP_ALIVE + 2)
+    with (
+        _serving(app, timeout_keep_alive=KEEP_ALIVE) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as connection,
+    ):
+        # Requests 0.4 s apart for three timeouts: never idle for a whole one.
+        for n in range(8):
+            connection.sendall(b"".join(_post("/whole" if n % 2 else "/asgi-only", b"x")))
+            _, body, _ = read_response(connection)
+            assert body == (b"whole" if n % 2 else b"asgi")
+            time.sleep(0.4)
+        waited = _closed_after(connection, KEEP_ALIVE + 2)
     # Closed a keep-alive timeout after the last answer (0.4 s of it already slept).
     assert KEEP_ALIVE - 0.5 <= waited <= KEEP_ALIVE + 1
     assert [way for way, _, _ in app.ways] == ["asgi", "whole"] * 4
+
+
+def test_a_request_pipelined_behind_a_closing_answer_gets_no_answer_of_its_own(
+    recorded: tuple[Recorder, int],
+) -> None:
+    app, port = recorded
+    before = len(app.ways)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(b"".join(_post("/close", b"")) + b"".join(_post("/whole", b"late")))
+        head, body, rest = read_response(connection)
+        assert body == b"whole"
+        assert b"connection: close" in head.lower().split(b"\r\n")
+        tail = rest
+        while chunk := connection.recv(65536):
+            tail += chunk
+    assert tail == b""  # the connection closed after the first answer
+    # The second request was not answered whole on a transport already closing.
+    assert ("whole", "/whole", b"late") not in app.ways[before:]
