@@ -155,3 +155,40 @@ def test_binary_values_are_checked_against_the_range_in_double_precision(
         assert decode(30.1).rows.tolist() == [[1.0, 2.0, 3.0, 30.1]]
         with pytest.raises(BadRequestError, match="is outside the accepted range"):
             decode(float(np.nextafter(30.1, 31.0)))
+
+
+def test_a_header_seen_before_decodes_its_data_as_a_header_seen_for_the_first_time() -> None:
+    # The codec remembers what a valid binary header settles (decode_inference's plans);
+    # a later request with the same header bytes must get exactly the first-sight answer.
+    header = json.dumps(
+        {
+            "id": "batch-7",
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": [3, 4],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 48},
+                }
+            ],
+            "outputs": [{"name": "label", "parameters": {"binary_data": True}}],
+        }
+    ).encode()
+    length = str(len(header)).encode()
+    valid = FEATURES.astype("<f4").tobytes()
+    out_of_range = np.array([[1, 2, 3, 4], [1, 2, 3, -4], [1, 2, 3, 4]], "<f4").tobytes()
+    bodies = [valid, out_of_range, valid[:-4], valid + b"\0" * 4, np.float32([np.nan] * 12)]
+
+    def outcome(codec: Codec, data: Any) -> Any:
+        try:
+            request = codec.decode_inference(header + bytes(data), 100, length)
+        except BadRequestError as exc:
+            return ("error", str(exc))
+        return (request.rows.tolist(), request.outputs, request.id, request.binary_outputs)
+
+    first_sight = [outcome(Codec(CONTRACT), data) for data in bodies]
+    seen = Codec(CONTRACT)
+    outcome(seen, valid)  # the header is now remembered
+    assert [outcome(seen, data) for data in bodies] == first_sight
+    assert first_sight[0] == (FEATURES.astype("<f4").tolist(), ("label",), "batch-7", {"label"})
+    assert [kind for kind, *_ in first_sight[1:]] == ["error"] * 4
