@@ -335,12 +335,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         cycle.message_event.set()
 
     def data_received(self, data: bytes) -> None:
-        """Parse as uvicorn does, then count the bytes of headers still incomplete; a held
-        request whose body is still on its way goes to the app through ASGI as usual."""
+        """Parse as uvicorn does, then count the bytes of headers still incomplete; a request
+        kept for a whole answer whose body is still on its way goes to the app through ASGI."""
         super().data_received(data)
         whole = self._whole
-        if whole is not None and not self.transport.is_closing():
-            self._to_asgi(whole, more_body=True)
+        if whole is not None:
+            self._whole = None
+            if not self.transport.is_closing():
+                self._to_asgi(whole, more_body=True)
         # Still waiting for headers after this chunk: all of it was request line and
         # headers (or a pipelined request's start: counted too, erring on the safe side).
         if self.header_deadline is not None and not self.transport.is_closing():
