@@ -120,8 +120,10 @@ class RequestLog:
         self._logger = logging.getLogger(REQUEST_LOGGER)
         self._held: list[str] = []  # lines of this turn
         self._end_of_turn = EndOfTurn(self.flush)
-        # JSON strings of the values that repeat (methods, route paths, model versions).
+        # JSON strings of the values that repeat (model versions), and the middle of the
+        # JSON line for the (level, method, path, status) that repeat.
         self._quoted: dict[str, str] = {}
+        self._middles: dict[tuple[int, str, str, int], str] = {}
         atexit.register(self.flush)
 
     def write(
@@ -144,10 +146,8 @@ class RequestLog:
         created = time.time()
         if self._json:
             line = (
-                f'{{"ts":"{iso_timestamp(created)}","level":"{_level_name(level)}",'
-                f'"logger":"{REQUEST_LOGGER}","message":"request",'
-                f'"method":{self._quote(method)},"path":{self._quote(path)},"status":{status},'
-                f'"duration_ms":{seconds * 1000:.3f},"request_id":"{request_id}",'
+                f'{{"ts":"{iso_timestamp(created)}",{self._middle(level, method, path, status)}'
+                f'{seconds * 1000:.3f},"request_id":"{request_id}",'
                 f'"model_version":{self._quote(model_version)}}}'
             )
         else:
@@ -162,6 +162,21 @@ class RequestLog:
             line = console_line(created, _level_name(level), REQUEST_LOGGER, "request", fields)
         self._held.append(line)
         self._end_of_turn.schedule()
+
+    def _middle(self, level: int, method: str, path: str, status: int) -> str:
+        # The JSON line from its level to "duration_ms":, the same for every request with
+        # the same level, method, path and status: made once for the first ones seen.
+        key = (level, method, path, status)
+        middle = self._middles.get(key)
+        if middle is None:
+            middle = (
+                f'"level":"{_level_name(level)}","logger":"{REQUEST_LOGGER}",'
+                f'"message":"request","method":{_quote(method)},"path":{_quote(path)},'
+                f'"status":{status},"duration_ms":'
+            )
+            if len(self._middles) < _QUOTED_KEPT:
+                self._middles[key] = middle
+        return middle
 
     def _quote(self, value: str) -> str:
         quoted = self._quoted.get(value)
@@ -181,8 +196,8 @@ class RequestLog:
 
 
 _QUOTED_KEPT = 256
-"""Values whose JSON string RequestLog keeps: the first ones seen, so that clients sending
-endless new paths or methods cannot grow it."""
+"""Values (and line middles) whose JSON RequestLog keeps: the first ones seen, so that
+clients sending endless new paths or methods cannot grow it."""
 
 _LEVEL_NAMES = {logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error"}
 
