@@ -67,12 +67,12 @@ class _RequestIds:
         os.register_at_fork(after_in_child=self._start)
 
     def _start(self) -> None:
-        self._prefix = os.urandom(4).hex()
+        self._prefix = os.urandom(4).hex().encode()
         self._count = itertools.count()
 
     def next(self) -> bytes:
         """A new id."""
-        return f"{self._prefix}{next(self._count) & 0xFFFFFFFF:08x}".encode()
+        return b"%s%08x" % (self._prefix, next(self._count) & 0xFFFFFFFF)
 
 
 new_request_id = _RequestIds().next
