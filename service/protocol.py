@@ -310,14 +310,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._to_asgi(whole, more_body=False)
             return
         keep_alive = whole.keep_alive and not answer.close
-        content = [STATUS_LINE[answer.status]]
-        for name, value in (*self.server_state.default_headers, *answer.headers):
-            content += (name, b": ", value, b"\r\n")
+        lines = [b": ".join(header) for header in self.server_state.default_headers]
+        lines += [b": ".join(header) for header in answer.headers]
         if not keep_alive:
-            content.append(b"connection: close\r\n")
-        content.append(b"\r\n")
+            lines.append(b"connection: close")
+        lines.append(b"")  # the blank line that ends the head
+        head = STATUS_LINE[answer.status] + b"\r\n".join(lines) + b"\r\n"
         # One write of two buffers (writev), as _HeadWithBody does: the body is not copied.
-        self.transport.writelines((b"".join(content), answer.body))
+        self.transport.writelines((head, answer.body))
         if not keep_alive:
             self.transport.close()
         self.on_response_complete()
