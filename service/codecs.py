@@ -156,6 +156,16 @@ class InferenceRequest(NamedTuple):
     binary_outputs: frozenset[str] = frozenset()
 
 
+HEADERS_KEPT = 256
+"""How many distinct binary v2 headers a codec remembers (with their `_BinaryPlan`). A
+client sends the same header bytes with every batch of a given shape (the data follows
+it); clients that vary it (a new id each time) fill the memory once and are then checked
+every time."""
+HEADER_BYTES_KEPT = 2048
+"""Longer headers (large `parameters`) are never remembered: the memory a client can make
+a codec hold stays under HEADERS_KEPT x HEADER_BYTES_KEPT (512 KiB)."""
+
+
 class _BinaryPlan(NamedTuple):
     """What a valid JSON header with a binary input tensor settles for every request that
     sends the same header bytes: how to read the bytes that follow it, and the request's
@@ -435,9 +445,9 @@ class Codec:
     def _remember(self, raw: bytes, max_rows: int, plan: _BinaryPlan) -> None:
         # A header that passed every check, with its tensor in binary: the next request
         # with the same header bytes (a client's next batch of the same shape) is read
-        # by its plan. Bounded as v2_header bounds the headers it remembers.
+        # by its plan.
         plans = self._binary_plans
-        if len(plans) < v2_header.HEADERS_KEPT and len(raw) <= v2_header.HEADER_BYTES_KEPT:
+        if len(plans) < HEADERS_KEPT and len(raw) <= HEADER_BYTES_KEPT:
             plans[(raw, max_rows)] = plan
 
     def check_tensor_header(

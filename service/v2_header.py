@@ -6,8 +6,8 @@ instance per tensor; a binary request is little more than that header. So `parse
 first tries `plain`, which accepts only what the schema plainly accepts, checked on what
 orjson parsed; anything else (a missing or extra field, a wrong type, a value over a
 length limit, JSON data values, which pydantic checks in Rust faster than Python could)
-goes through the schema, whose error is then the answer. Plain headers already seen
-are remembered (`HEADERS_KEPT`), as the router remembers paths.
+goes through the schema, whose error is then the answer. A header that passes is
+remembered by the codec with everything it settles (service.codecs, `HEADERS_KEPT`).
 tests/service/test_v2_header.py holds the two paths together.
 """
 
@@ -61,31 +61,10 @@ class Header(NamedTuple):
     outputs: list[Output] | None
 
 
-HEADERS_KEPT = 256
-"""How many distinct plain headers `parse` remembers. A client sends the same header bytes
-with every batch of a given shape (the data follows it); clients that vary it (a new id
-each time) fill the memory once and are then parsed every time."""
-HEADER_BYTES_KEPT = 2048
-"""Longer headers (large `parameters`) are never remembered: the memory a client can make
-`parse` hold stays under HEADERS_KEPT x HEADER_BYTES_KEPT (512 KiB)."""
-_seen: dict[bytes, Header] = {}
-
-
 def parse(raw: bytes) -> Header:
-    """The header of a request; 400 with the schema's error when it is not valid.
-
-    The Header returned may be shared with other requests that sent the same bytes:
-    nothing may change it.
-    """
-    header = _seen.get(raw)
-    if header is not None:
-        return header
+    """The header of a request; 400 with the schema's error when it is not valid."""
     header = plain(raw)
-    if header is None:
-        return validated(raw)
-    if len(_seen) < HEADERS_KEPT and len(raw) <= HEADER_BYTES_KEPT:
-        _seen[raw] = header
-    return header
+    return header if header is not None else validated(raw)
 
 
 def validated(raw: bytes) -> Header:

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from model.artifact import CLASS_NAMES, load
 from model.data import CONTRACT
+from service import codecs
 from service.codecs import Codec
 from service.errors import BadRequestError
 
@@ -192,3 +193,45 @@ def test_a_header_seen_before_decodes_its_data_as_a_header_seen_for_the_first_ti
     assert [outcome(seen, data) for data in bodies] == first_sight
     assert first_sight[0] == (FEATURES.astype("<f4").tolist(), ("label",), "batch-7", {"label"})
     assert [kind for kind, *_ in first_sight[1:]] == ["error"] * 4
+
+
+def _binary_body(request_id: str, **parameters: Any) -> tuple[bytes, bytes]:
+    """A one-row FP32 binary request with this id (and request parameters): body, header length."""
+    header = json.dumps(
+        {
+            "id": request_id,
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": [1, 4],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 16},
+                }
+            ],
+            **({"parameters": parameters} if parameters else {}),
+        }
+    ).encode()
+    return header + FEATURES[:1].astype("<f4").tobytes(), str(len(header)).encode()
+
+
+def test_a_codec_remembers_a_bounded_number_of_binary_headers_and_reads_the_rest_anew() -> None:
+    codec = Codec(CONTRACT)
+    for n in range(codecs.HEADERS_KEPT + 5):
+        body, length = _binary_body(f"r-{n}")
+        assert codec.decode_inference(body, 100, length).id == f"r-{n}"
+    assert len(codec._binary_plans) == codecs.HEADERS_KEPT
+    body, length = _binary_body(f"r-{codecs.HEADERS_KEPT + 3}")  # past the bound
+    assert codec.decode_inference(body, 100, length).id == f"r-{codecs.HEADERS_KEPT + 3}"
+    assert len(codec._binary_plans) == codecs.HEADERS_KEPT
+
+
+def test_a_refused_or_long_binary_header_is_never_remembered() -> None:
+    codec = Codec(CONTRACT)
+    refused = json.dumps({"inputs": [{"name": "x", "shape": [1, 4]}]}).encode()
+    for _ in range(2):
+        with pytest.raises(BadRequestError, match="datatype: Field required"):
+            codec.decode_inference(refused + bytes(16), 100, str(len(refused)).encode())
+    body, length = _binary_body("long", note="x" * codecs.HEADER_BYTES_KEPT)
+    first, second = (codec.decode_inference(body, 100, length) for _ in range(2))
+    assert first.rows.tolist() == second.rows.tolist() == FEATURES[:1].astype("<f4").tolist()
+    assert codec._binary_plans == {}

@@ -204,31 +204,3 @@ def test_parse_answers_the_schemas_error_for_what_it_refuses() -> None:
         v2_header.parse(raw)
 
     assert str(refused.value) == "inputs.0.datatype: Field required"
-
-
-def test_parse_remembers_a_bounded_number_of_plain_headers_and_reads_the_rest_anew() -> None:
-    first = encode(request(id="same"))
-    assert v2_header.parse(first) is v2_header.parse(first)
-
-    for n in range(v2_header.HEADERS_KEPT + 5):
-        raw = encode(request(id=f"r-{n}"))
-        assert v2_header.parse(raw).id == f"r-{n}"
-    late = encode(request(id=f"r-{v2_header.HEADERS_KEPT + 3}"))
-    assert v2_header.parse(late) == v2_header.parse(late)
-    assert v2_header.parse(late) is not v2_header.parse(late)  # past the bound: parsed anew
-    # What the schema refuses is never remembered: the same error every time.
-    refused = encode(request(inputs=[tensor(datatype=...)]))
-    for _ in range(2):
-        with pytest.raises(BadRequestError):
-            v2_header.parse(refused)
-
-
-def test_a_long_plain_header_is_parsed_but_never_remembered() -> None:
-    padding = "x" * v2_header.HEADER_BYTES_KEPT
-    raw = encode(request(parameters={"binary_data_output": True, "note": padding}))
-
-    first, second = v2_header.parse(raw), v2_header.parse(raw)
-
-    assert first == second
-    assert first.parameters == {"binary_data_output": True, "note": padding}
-    assert first is not second
