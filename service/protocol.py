@@ -324,8 +324,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _to_asgi(self, whole: _Whole, more_body: bool) -> None:
         """Hand a request kept for a whole answer to the app through ASGI after all, with
-        the body received so far, as uvicorn would have from its headers on."""
-        self._whole = None
+        the body received so far, as uvicorn would have from its headers on (the callers
+        have let go of it: `_whole` is None)."""
         self._asgi_headers_complete()
         cycle = self.cycle
         cycle.body += whole.body
