@@ -106,3 +106,43 @@ MIB = 2**20
 def rss_by_pid(pids: Iterable[int]) -> dict[int, int]:
     """Resident set size of each process still there."""
     return per_process(pids, rss_bytes)
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes of the TCP listeners (IPv4 and IPv6) on `port`."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for row in rows:
+            # sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def accepting(pid: int, port: int) -> bool:
+    """True when the process's event loop watches a listening socket on `port`: one of
+    its epoll instances holds that socket. A forked worker inherits the socket at once
+    but only watches it once it has started serving."""
+    listeners = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    watched: set[int] = set()
+    polls: list[str] = []
+    try:
+        for entry in Path(f"/proc/{pid}/fd").iterdir():
+            target = str(entry.readlink())
+            if target in listeners:
+                watched.add(int(entry.name))
+            elif target == "anon_inode:[eventpoll]":
+                polls.append(entry.name)
+        for poll in polls:
+            # One `tfd: <fd> events: ...` line per file descriptor the instance watches.
+            for line in Path(f"/proc/{pid}/fdinfo/{poll}").read_text().splitlines():
+                if line.startswith("tfd:") and int(line.split()[1]) in watched:
+                    return True
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return False

@@ -180,12 +180,19 @@ class ServiceServer(Server):
             time.sleep(0.01)
 
     def wait_ready(self, timeout: float = 60.0) -> float:
-        """Wait until every worker has booted and /readyz answers 200; seconds since start."""
+        """Wait until /readyz answers 200 and every worker serves; seconds since start.
+
+        One worker answering /readyz says nothing of the others: a worker forked a moment
+        later may still be starting. Each must be accepting on the port.
+        """
 
         def ready() -> bool:
             if try_request(self.port, "GET", "/readyz", timeout=1.0) != 200:
                 return False
-            return len(self.workers()) >= self.expected_workers
+            workers = self.workers()
+            return len(workers) >= self.expected_workers and all(
+                procs.accepting(pid, self.port) for pid in workers
+            )
 
         return self.wait_until(ready, timeout=timeout, interval=0.02)
 
