@@ -274,15 +274,18 @@ def test_every_copied_source_is_in_the_build_context(
     repo_root: Path, instructions: list[Instruction]
 ) -> None:
     context = {path.as_posix() for path in build_context(repo_root)}
-    for instruction in instructions:
-        if instruction.keyword != "COPY" or instruction.arguments.startswith("--from"):
-            continue
-        *sources, _ = instruction.arguments.split()
-        for source in sources:
-            source = source.rstrip("/")
-            assert source in context or any(p.startswith(source + "/") for p in context), (
-                f"Dockerfile line {instruction.line}: {source} is not in the build context"
-            )
+    copied = [
+        (instruction.line, source.rstrip("/"))
+        for instruction in instructions
+        if instruction.keyword == "COPY" and not instruction.arguments.startswith("--from")
+        for source in instruction.arguments.split()[:-1]
+    ]
+    # What the image is built from: the locks, the packages and the data the build trains on.
+    assert {"requirements/serve.lock", "model", "service", "data"} <= {s for _, s in copied}
+    for line, source in copied:
+        assert source in context or any(p.startswith(source + "/") for p in context), (
+            f"Dockerfile line {line}: {source} is not in the build context"
+        )
 
 
 def test_build_context_leaves_out_local_state(repo_root: Path) -> None:

@@ -159,7 +159,10 @@ def test_overlay_takes_its_image_from_the_one_shared_release_entry(
 
 
 def test_no_kustomization_uses_deprecated_or_replica_fields(deploy_dir: Path) -> None:
-    for path in deploy_dir.rglob("kustomization.yaml"):
+    paths = sorted(deploy_dir.rglob("kustomization.yaml"))
+    folders = {path.parent.relative_to(deploy_dir).as_posix() for path in paths}
+    assert {"base", "release", *(f"overlays/{name}" for name in OVERLAYS)} <= folders
+    for path in paths:
         kustomization = yaml.safe_load(path.read_text())
         assert not DEPRECATED_KUSTOMIZE_KEYS & set(kustomization), path
         for label_set in kustomization.get("labels", []):

@@ -116,7 +116,13 @@ def test_every_checkov_skip_carries_its_reason(repo_root: Path) -> None:
 
 def test_no_checkov_skip_annotation_hides_in_the_manifests(deploy_dir: Path) -> None:
     # Skips live in .checkov.yaml with a reason, not scattered as annotations.
-    for path in deploy_dir.rglob("*.yaml"):
+    paths = sorted(deploy_dir.rglob("*.yaml"))
+    read = {path.relative_to(deploy_dir).as_posix() for path in paths}
+    assert {
+        "base/deployment.yaml",
+        *(f"overlays/{name}/kustomization.yaml" for name in OVERLAYS),
+    } <= read
+    for path in paths:
         assert "checkov.io/skip" not in path.read_text(), path
 
 

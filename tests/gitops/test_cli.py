@@ -306,7 +306,9 @@ def test_status_marks_the_placeholder_as_not_releasable(
 ) -> None:
     code, out, _ = run(capsys, repo, "status", "--json")
     assert code == 0
-    for env in json.loads(out)["environments"]:
+    envs = json.loads(out)["environments"]
+    assert sorted(env["env"] for env in envs) == ["production", "staging"]
+    for env in envs:
         assert env["placeholder"] is True
         assert "placeholder" in env["problem"]
 

@@ -193,6 +193,7 @@ def test_one_row_gives_the_block_paths_class_and_probabilities(
         rng.normal(size=(n_classes, n_features)), rng.normal(size=n_classes)
     )
     rows = fastpath.probe_rows(count=64, n_features=n_features)
+    assert rows.shape == (64, n_features)
     indices, block = predictor.predict(rows.copy())
 
     for row, index, probabilities in zip(rows, indices, block, strict=True):

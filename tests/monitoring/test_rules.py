@@ -132,10 +132,12 @@ def test_every_alert_has_series_that_fire_it_and_series_that_must_not(alert: str
 def test_burn_rate_alerts_use_the_workbook_windows_and_factors() -> None:
     # 14.4 spends 2% of a 30-day budget in 1 hour, 6 spends 5% in 6 hours.
     expected = {"Fast": ("1h", "5m", "14.4"), "Slow": ("6h", "30m", "6")}
+    checked = set()
     for name, rule in alerts().items():
         speed = next((s for s in expected if name.endswith(f"{s}Burn")), None)
         if speed is None:
             continue
+        checked.add((rule["labels"]["slo"], speed))
         long_window, short_window, factor = expected[speed]
         expr = " ".join(rule["expr"].split())
         objective = "0.999" if rule["labels"]["slo"] == "availability" else "0.99"
@@ -143,10 +145,14 @@ def test_burn_rate_alerts_use_the_workbook_windows_and_factors() -> None:
         assert expr.count(threshold) == 2, expr
         assert f":ratio_rate{long_window} {threshold}" in expr, expr
         assert f":ratio_rate{short_window} {threshold}" in expr, expr
+    # Both objectives have both alerts: a renamed alert would otherwise go unchecked.
+    assert checked == {(slo, speed) for slo in ("availability", "latency") for speed in expected}
 
 
 def test_rules_read_only_metrics_the_service_exports_or_rules_record() -> None:
     known = exported_names() | SCRAPER | recorded()
+    assert alerts()
+    assert recorded()
     for rule in rules():
         assert metric_names(rule["expr"]) <= known, rule.get("record") or rule.get("alert")
 
