@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,6 +80,11 @@ def base_image(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) ->
         shutil.copy2(path.resolve(), target)
     (root / "bin" / "sh").symlink_to("dash")
     (root / "tmp").mkdir()
+    # An image of its own, whatever else runs: two copies of this fixture built in the same
+    # second would otherwise be byte for byte the same image, and the first one torn down
+    # would remove the other's.
+    (root / "etc").mkdir()
+    (root / "etc" / "iris-kind-test").write_text(uuid.uuid4().hex + "\n")
     tar = subprocess.run(
         ["tar", "-C", str(root), "-c", "."], capture_output=True, timeout=60, check=True
     ).stdout
