@@ -7,8 +7,14 @@ from pathlib import Path
 import pytest
 
 from model.train import DEFAULT_MIN_ACCURACY, DEFAULT_SEED, train
+from tests.xdist_groups import group_items
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.hookimpl(trylast=True)  # after xdist's own attempt at the same
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    group_items(config, items)
 
 
 @pytest.fixture(scope="session")
