@@ -126,8 +126,9 @@ def _listening_inodes(port: int) -> set[str]:
 
 def accepting(pid: int, port: int) -> bool:
     """True when the process's event loop watches a listening socket on `port`: one of
-    its epoll instances holds that socket. A forked worker inherits the socket at once
-    but only watches it once it has started serving."""
+    its epoll instances holds that socket. A worker may hold a listening socket (its
+    master's, or its own `SO_REUSEPORT` one) before it serves; it watches one only once
+    it has started serving."""
     listeners = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
     watched: set[int] = set()
     polls: list[str] = []
