@@ -108,20 +108,41 @@ def rss_by_pid(pids: Iterable[int]) -> dict[int, int]:
     return per_process(pids, rss_bytes)
 
 
-def _listening_inodes(port: int) -> set[str]:
-    """Socket inodes of the TCP listeners (IPv4 and IPv6) on `port`."""
+TCP_ESTABLISHED = "01"
+TCP_LISTEN = "0A"
+
+
+def tcp_socket_inodes(port: int, state: str) -> set[str]:
+    """Socket inodes of the TCP sockets (IPv4 and IPv6) whose local port is `port` and
+    whose state is `state` (`TCP_LISTEN`, `TCP_ESTABLISHED`), from /proc/net/tcp{,6}."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             rows = Path(table).read_text().splitlines()[1:]
-        except FileNotFoundError:
+        except OSError:
             continue
         for row in rows:
             # sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
             fields = row.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            if fields[3] == state and int(fields[1].rsplit(":", 1)[1], 16) == port:
                 inodes.add(fields[9])
     return inodes
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """Inodes of the sockets the process holds open; empty once it is gone."""
+    found = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = str(fd.readlink())
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                found.add(target[8:-1])
+    except OSError:
+        pass
+    return found
 
 
 def accepting(pid: int, port: int) -> bool:
@@ -129,7 +150,7 @@ def accepting(pid: int, port: int) -> bool:
     its epoll instances holds that socket. A worker may hold a listening socket (its
     master's, or its own `SO_REUSEPORT` one) before it serves; it watches one only once
     it has started serving."""
-    listeners = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    listeners = {f"socket:[{inode}]" for inode in tcp_socket_inodes(port, TCP_LISTEN)}
     watched: set[int] = set()
     polls: list[str] = []
     try:

@@ -226,36 +226,6 @@ def shutdown_budget(deployment_yaml: Path) -> dict[str, float]:
 # --- 3. worker crash ------------------------------------------------------------------------
 
 
-def _established_inodes(port: int) -> set[str]:
-    """Socket inodes of established TCP connections whose local port is `port`."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
-                inodes.add(fields[9])
-    return inodes
-
-
-def _socket_inodes(pid: int) -> set[str]:
-    found = set()
-    try:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = str(fd.readlink())
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                found.add(target[8:-1])
-    except OSError:
-        pass
-    return found
-
-
 def worker_crash(
     model_dir: Path,
     workdir: Path,
@@ -299,7 +269,9 @@ def worker_crash(
                     timings["spawned"] = now
                     timings["replacement"] = new[0]
                 if new and "serving" not in timings:
-                    theirs = _socket_inodes(new[0]) & _established_inodes(server.port)
+                    theirs = procs.socket_inodes(new[0]) & procs.tcp_socket_inodes(
+                        server.port, procs.TCP_ESTABLISHED
+                    )
                     if theirs:
                         timings["serving"] = now
                 await asyncio.sleep(0.01)
